@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# A real Apache Kafka 4.x broker, single-node KRaft (broker + controller in one JVM),
+# from the official Maven Central jars, run on the machine's JDK 17.
+#   kafka.sh install | start | stop | status
+source "$(dirname "$0")/lib.sh"
+
+HOST="${KAFKA_HOST:-127.0.0.1}"
+PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+HOME_DIR="$STATE/kafka"
+LIBS="$HOME_DIR/libs"
+DATA="$HOME_DIR/data"
+CONF="$HOME_DIR/server.properties"
+
+install() {
+  [[ -f "$LIBS/.complete" ]] && return 0
+  command -v java >/dev/null || { log "java (JDK 17) not found"; exit 1; }
+  command -v mvn >/dev/null || { log "maven not found"; exit 1; }
+  log "resolving Kafka jars from Maven Central into $LIBS"
+  rm -rf "$LIBS"
+  mvn -q -B -f "$ROOT/deploy/local/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$LIBS" -DincludeScope=runtime
+  touch "$LIBS/.complete"
+}
+
+configure() {
+  mkdir -p "$DATA"
+  cat >"$CONF" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$DATA
+# Topics are created by the project ('ido topics apply') with explicit partition counts.
+auto.create.topics.enable=false
+num.partitions=3
+offsets.topic.replication.factor=1
+share.coordinator.state.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+PROPS
+  cp "$ROOT/deploy/local/kafka/log4j2.properties" "$HOME_DIR/log4j2.properties"
+}
+
+JAVA=(java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
+  "-Dlog4j2.configurationFile=$HOME_DIR/log4j2.properties" -cp "$LIBS/*")
+
+format_storage() {
+  [[ -f "$DATA/meta.properties" ]] && return 0
+  local cluster_id
+  cluster_id=$("${JAVA[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+  log "formatting storage (cluster $cluster_id)"
+  "${JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" >>"$LOGS/kafka.log" 2>&1
+}
+
+start() {
+  if is_running kafka; then log "already running on $HOST:$PORT"; return 0; fi
+  if port_open "$HOST" "$PORT"; then log "something already listens on $HOST:$PORT; using it"; return 0; fi
+  install; configure; format_storage
+  log "starting broker on $HOST:$PORT (log: $LOGS/kafka.log)"
+  start_daemon kafka "${JAVA[@]}" kafka.Kafka "$CONF"
+  wait_port kafka "$HOST" "$PORT" 120
+  log "ready on $HOST:$PORT"
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start ;;
+  stop) stop_daemon kafka ;;
+  status) if is_running kafka; then echo "kafka running on $HOST:$PORT"; else echo "kafka stopped"; exit 1; fi ;;
+  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+esac

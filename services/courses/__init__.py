@@ -1,0 +1,1 @@
+"""Klik & Tik, Digisterker and staff training: sessions, capacity, enrolment, waitlists, attendance."""

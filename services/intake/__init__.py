@@ -1,0 +1,1 @@
+"""Intake: the HTTP API through which libraries register help requests."""

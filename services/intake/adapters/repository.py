@@ -1,0 +1,78 @@
+"""Help requests in intake's own MongoDB database."""
+
+from typing import Any, Protocol
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.intake.domain.model import HelpRequest
+from shared.outbox import PendingEvent, with_outbox
+
+
+class AlreadyExists(Exception):
+    pass
+
+
+class HelpRequestRepository(Protocol):
+    async def add(self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str) -> None: ...
+    async def get(self, request_id: str, library: str) -> HelpRequest | None: ...
+    async def get_with_fingerprint(self, request_id: str, library: str) -> tuple[HelpRequest | None, str | None]: ...
+    async def list(self, library: str, *, limit: int, after: str | None) -> list[HelpRequest]: ...
+    async def save_progress(self, help_request: HelpRequest, *, applied_event: str) -> bool: ...
+
+
+COLLECTION = "help_requests"
+_PROGRESS = ("status", "decisions", "referrals")
+
+
+def _to_document(hr: HelpRequest) -> dict[str, Any]:
+    doc = hr.model_dump(mode="python")
+    doc["_id"] = doc.pop("id")
+    return doc
+
+
+def _from_document(doc: dict[str, Any]) -> HelpRequest:
+    return HelpRequest.model_validate({**doc, "id": doc["_id"]})
+
+
+_FIELDS = {"outbox": 0, "applied_events": 0}
+
+
+class MongoHelpRequestRepository:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.collection = db[COLLECTION]
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("library", 1), ("registered_at", -1)])
+
+    async def add(self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str) -> None:
+        doc = with_outbox({**_to_document(help_request), "fingerprint": fingerprint, "applied_events": []}, events)
+        try:
+            await self.collection.insert_one(doc)
+        except DuplicateKeyError:
+            raise AlreadyExists from None
+
+    async def get(self, request_id: str, library: str) -> HelpRequest | None:
+        doc = await self.collection.find_one({"_id": request_id, "library": library}, _FIELDS)
+        return _from_document(doc) if doc else None
+
+    async def get_with_fingerprint(self, request_id: str, library: str) -> tuple[HelpRequest | None, str | None]:
+        doc = await self.collection.find_one({"_id": request_id, "library": library}, _FIELDS)
+        return (_from_document(doc), doc.get("fingerprint")) if doc else (None, None)
+
+    async def list(self, library: str, *, limit: int, after: str | None) -> list[HelpRequest]:
+        query: dict[str, Any] = {"library": library}
+        if after:
+            query["_id"] = {"$lt": after}
+        cursor = self.collection.find(query, _FIELDS).sort("_id", -1).limit(limit)
+        return [_from_document(doc) async for doc in cursor]
+
+    async def save_progress(self, help_request: HelpRequest, *, applied_event: str) -> bool:
+        """Store routing's progress once per event: the guard on applied_events makes a
+        re-delivered event a no-op even if it slipped past the processed-events check."""
+        doc = _to_document(help_request)
+        result = await self.collection.update_one(
+            {"_id": help_request.id, "applied_events": {"$ne": applied_event}},
+            {"$set": {k: doc[k] for k in _PROGRESS}, "$push": {"applied_events": applied_event}},
+        )
+        return result.modified_count == 1

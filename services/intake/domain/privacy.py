@@ -1,0 +1,18 @@
+"""The IDO may never process a BSN (burgerservicenummer). A BSN is nine digits that pass the
+elfproef (11-test); we look for such numbers in all free text and refuse it before storing."""
+
+import re
+
+# Nine digits, optionally written in groups ("123 456 782", "123.45.67.82"), not inside a longer number.
+_CANDIDATE = re.compile(r"(?<![\d])\d(?:[ .-]?\d){8}(?![\d])")
+
+
+def passes_elfproef(digits: str) -> bool:
+    if len(digits) != 9 or not digits.isdigit() or digits == "000000000":
+        return False
+    total = sum(int(d) * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True)) - int(digits[8])
+    return total % 11 == 0
+
+
+def contains_bsn(text: str) -> bool:
+    return any(passes_elfproef(re.sub(r"\D", "", m.group())) for m in _CANDIDATE.finditer(text))

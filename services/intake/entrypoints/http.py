@@ -1,0 +1,98 @@
+"""Intake's HTTP API for libraries: /v1/help-requests and /v1/themes."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel
+
+from services.intake import handlers
+from services.intake.adapters.repository import HelpRequestRepository
+from services.intake.domain.model import HelpRequest, RegisterHelpRequest
+from shared import reference
+from shared.auth import Principal
+from shared.http import Problem
+from shared.logging import bound_context, get_logger
+from shared.outbox import EventFactory, OutboxRelay
+
+log = get_logger(__name__)
+
+
+class HelpRequestPage(BaseModel):
+    items: list[HelpRequest]
+    next: str | None
+
+
+class ThemeView(BaseModel):
+    code: str
+    label: str
+    default_organisation: str | None
+    subthemes: dict[str, str | None]
+
+
+def _library(principal: Principal) -> str:
+    if principal.role != "library":
+        raise Problem(403, "Only a library can register and read help requests")
+    return principal.organisation
+
+
+def build_router(
+    *, authenticated, repo: HelpRequestRepository, events: EventFactory, relay: OutboxRelay
+) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+    Caller = Annotated[Principal, Depends(authenticated)]
+
+    @router.post("/help-requests", status_code=201, response_model=HelpRequest, tags=["help requests"])
+    async def register(
+        cmd: RegisterHelpRequest,
+        caller: Caller,
+        request: Request,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> HelpRequest:
+        """Register one visit to the IDO with its questions."""
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise Problem(415, "Unsupported media type", "send application/json")
+        library = _library(caller)
+        correlation_id = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        with bound_context(correlation_id=correlation_id, library=library):
+            try:
+                help_request, created = await handlers.register_help_request(
+                    cmd, library=library, idempotency_key=idempotency_key,
+                    correlation_id=correlation_id, repo=repo, events=events,
+                )
+            except handlers.IdempotencyConflict:
+                raise Problem(409, "Idempotency-Key reused", "this key was used for a different request") from None
+            relay.notify()
+            log.info("help request registered" if created else "idempotent retry answered", help_request_id=help_request.id)
+        response.headers["Location"] = f"/v1/help-requests/{help_request.id}"
+        if not created:
+            response.status_code = 200
+        return help_request
+
+    @router.get("/help-requests/{request_id}", response_model=HelpRequest, tags=["help requests"])
+    async def read(request_id: str, caller: Caller) -> HelpRequest:
+        # Another library's id answers 404, so existence does not leak across libraries.
+        help_request = await repo.get(request_id, _library(caller))
+        if help_request is None:
+            raise Problem(404, "Help request not found")
+        return help_request
+
+    @router.get("/help-requests", response_model=HelpRequestPage, tags=["help requests"])
+    async def list_requests(
+        caller: Caller,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        after: Annotated[str | None, Query(max_length=100)] = None,
+    ) -> HelpRequestPage:
+        items = await repo.list(_library(caller), limit=limit, after=after)
+        return HelpRequestPage(items=items, next=items[-1].id if len(items) == limit else None)
+
+    @router.get("/themes", response_model=list[ThemeView], tags=["taxonomy"])
+    async def themes() -> list[ThemeView]:
+        """The question taxonomy: themes, subthemes and the default receiving organisation."""
+        return [
+            ThemeView(code=t.code, label=t.label, default_organisation=t.default_organisation, subthemes=t.subthemes)
+            for t in reference.THEMES.values()
+        ]
+
+    return router

@@ -1,0 +1,73 @@
+"""Intake's use cases: one function per command or event. No framework, no I/O of their own:
+the repository and the event factory are handed in by the wiring."""
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+
+from services.intake.adapters.repository import AlreadyExists, HelpRequestRepository
+from services.intake.domain.model import HelpRequest, RegisterHelpRequest
+from shared.events.catalog import HelpRequested, HelpRequestRouted, QuestionFacts
+from shared.events.envelope import CloudEvent
+from shared.outbox import EventFactory
+
+_IDEMPOTENCY_NS = uuid.UUID("6f1d4c1e-3f57-4c55-9a53-1f6b8a3f2d10")
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before for a different request."""
+
+
+def _fingerprint(cmd: RegisterHelpRequest) -> str:
+    return hashlib.sha256(cmd.model_dump_json().encode()).hexdigest()
+
+
+async def register_help_request(
+    cmd: RegisterHelpRequest,
+    *,
+    library: str,
+    idempotency_key: str | None,
+    correlation_id: str,
+    repo: HelpRequestRepository,
+    events: EventFactory,
+) -> tuple[HelpRequest, bool]:
+    """Store the visit and its HelpRequested event in one write. Returns (request, created).
+    A retry with the same Idempotency-Key returns the first request instead of a second one."""
+    request_id = str(uuid.uuid5(_IDEMPOTENCY_NS, f"{library}\n{idempotency_key}") if idempotency_key else uuid.uuid4())
+    help_request = HelpRequest(id=request_id, library=library, registered_at=datetime.now(UTC), request=cmd)
+    event = events.create(_help_requested(help_request), correlation_id=correlation_id)
+    try:
+        await repo.add(help_request, [event], fingerprint=_fingerprint(cmd))
+    except AlreadyExists:
+        existing, fingerprint = await repo.get_with_fingerprint(request_id, library)
+        if existing is None or fingerprint != _fingerprint(cmd):
+            raise IdempotencyConflict from None
+        return existing, False
+    return help_request, True
+
+
+def _help_requested(hr: HelpRequest) -> HelpRequested:
+    cmd = hr.request
+    return HelpRequested(
+        help_request_id=hr.id,
+        library=hr.library,
+        location=cmd.location,
+        channel=cmd.channel,
+        # Classification only: notes and contact details stay in intake.
+        questions=[
+            QuestionFacts(index=i, category=q.category, theme=q.theme, subtheme=q.subtheme)
+            for i, q in enumerate(cmd.questions)
+        ],
+        help_given=list(cmd.help_given),
+        referral_consent=bool(cmd.referral and cmd.referral.consent),
+        contact_preference=cmd.referral.contact_preference if cmd.referral else None,
+        duration_minutes=cmd.duration_minutes,
+        registered_at=hr.registered_at,
+    )
+
+
+async def on_help_request_routed(event: CloudEvent, data: HelpRequestRouted, *, repo: HelpRequestRepository) -> None:
+    help_request = await repo.get(data.help_request_id, data.library)
+    if help_request is None:
+        raise LookupError(f"help request {data.help_request_id} not found")
+    await repo.save_progress(help_request.apply_routing(data.decisions), applied_event=str(event.id))

@@ -1,0 +1,52 @@
+"""Routing decides per question where it goes: helped at the desk, course advised, the visitor
+informed where to go (no consent), or a warm referral to the receiving organisation."""
+
+import uuid
+from dataclasses import dataclass
+
+from shared.events.catalog import QuestionDecision, QuestionFacts
+
+_REFERRAL_NS = uuid.UUID("b4a0e2f4-52a8-4f0a-8f4e-1d2c3b4a5f60")
+
+# (theme, subtheme) -> receiving organisation; subtheme None is the theme's default.
+RuleKey = tuple[str, str | None]
+
+
+@dataclass(frozen=True)
+class RoutingRules:
+    """Rules as data: loaded from routing's database, editable without code changes."""
+
+    targets: dict[RuleKey, str | None]
+
+    def organisation_for(self, theme: str, subtheme: str | None) -> str | None:
+        if subtheme is not None and (theme, subtheme) in self.targets:
+            return self.targets[(theme, subtheme)]
+        return self.targets.get((theme, None))
+
+
+def referral_id(help_request_id: str, question_index: int) -> str:
+    """Deterministic, so routing the same help request twice yields the same referrals."""
+    return str(uuid.uuid5(_REFERRAL_NS, f"{help_request_id}:{question_index}"))
+
+
+def decide(
+    help_request_id: str,
+    question: QuestionFacts,
+    *,
+    rules: RoutingRules,
+    consent: bool,
+    help_given: list[str],
+) -> QuestionDecision:
+    organisation = rules.organisation_for(question.theme, question.subtheme)
+    if organisation is None:
+        outcome = "course_advised" if "course_advised" in help_given else "helped_at_desk"
+        return QuestionDecision(question_index=question.index, outcome=outcome)
+    if not consent:
+        # Without consent nothing personal leaves the library: the visitor is told where to go.
+        return QuestionDecision(question_index=question.index, outcome="informed", organisation=organisation)
+    return QuestionDecision(
+        question_index=question.index,
+        outcome="referred",
+        organisation=organisation,
+        referral_id=referral_id(help_request_id, question.index),
+    )

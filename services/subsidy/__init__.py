@@ -1,0 +1,1 @@
+"""The KB's subsidy scheme for libraries: applications, rules, budget, decisions, payments."""

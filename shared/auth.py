@@ -1,0 +1,105 @@
+"""Credentials for libraries, agencies and KB staff.
+
+A credential is a signed token (EdDSA / Ed25519) naming a role and an organisation. Any
+service verifies it with the public keys in its keys directory, so no service reads another
+one's database to authenticate a caller. Rotation: `ido keys rotate` adds a new signing key;
+old public keys keep verifying the credentials they signed until they are removed.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+Role = Literal["library", "agency", "kb"]
+ISSUER = "ido-platform"
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: Role
+    organisation: str  # library or agency code; "kb" for KB staff
+    credential_id: str
+
+
+class InvalidCredential(Exception):
+    pass
+
+
+class KeyStore:
+    """Ed25519 keys on disk: `<kid>.key` (private, only where credentials are issued) and
+    `<kid>.pub` (public, wherever credentials are verified)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._public: dict[str, Ed25519PublicKey] = {}
+
+    def signing_key(self) -> tuple[str, Ed25519PrivateKey]:
+        keys = sorted(self.directory.glob("*.key"), key=lambda p: p.stat().st_mtime)
+        if not keys:
+            return self.rotate()
+        newest = keys[-1]
+        key = serialization.load_pem_private_key(newest.read_bytes(), password=None)
+        assert isinstance(key, Ed25519PrivateKey)
+        return newest.stem, key
+
+    def rotate(self) -> tuple[str, Ed25519PrivateKey]:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        kid = datetime.now(UTC).strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        key = Ed25519PrivateKey.generate()
+        private = self.directory / f"{kid}.key"
+        private.write_bytes(
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+        private.chmod(0o600)
+        (self.directory / f"{kid}.pub").write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        return kid, key
+
+    def public_key(self, kid: str) -> Ed25519PublicKey:
+        if kid not in self._public:  # a key added by rotation is picked up on first use
+            path = self.directory / f"{Path(kid).name}.pub"
+            if not path.is_file():
+                raise InvalidCredential("unknown signing key")
+            key = serialization.load_pem_public_key(path.read_bytes())
+            assert isinstance(key, Ed25519PublicKey)
+            self._public[kid] = key
+        return self._public[kid]
+
+
+def issue_credential(store: KeyStore, role: Role, organisation: str) -> tuple[str, str]:
+    """Return (credential_id, token)."""
+    kid, key = store.signing_key()
+    credential_id = str(uuid.uuid4())
+    claims = {
+        "iss": ISSUER,
+        "sub": f"{role}:{organisation}",
+        "role": role,
+        "org": organisation,
+        "jti": credential_id,
+        "iat": int(datetime.now(UTC).timestamp()),
+    }
+    return credential_id, jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid})
+
+
+def verify_credential(store: KeyStore, token: str) -> Principal:
+    try:
+        kid = jwt.get_unverified_header(token).get("kid", "")
+        claims = jwt.decode(
+            token,
+            store.public_key(kid),
+            algorithms=["EdDSA"],
+            issuer=ISSUER,
+            options={"require": ["iss", "sub", "jti", "iat"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidCredential("invalid credential") from exc
+    if claims.get("role") not in ("library", "agency", "kb") or not claims.get("org"):
+        raise InvalidCredential("invalid credential")
+    return Principal(role=claims["role"], organisation=claims["org"], credential_id=claims["jti"])

@@ -1,0 +1,93 @@
+"""`ido`: the operator's command line.
+
+  ido keys create --library CODE | --agency CODE | --kb   print a new credential (one line)
+  ido keys rotate                                         start signing with a new key
+  ido topics apply                                        create missing topics (idempotent)
+  ido schemas export DIR                                  write the event JSON Schemas
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from shared import reference
+from shared.auth import KeyStore, issue_credential
+from shared.events import catalog
+from shared.kafka import apply_topics
+from shared.settings import InfraSettings
+
+
+def _keys_create(args: argparse.Namespace, settings: InfraSettings) -> int:
+    if args.library:
+        role, org, known = "library", args.library, reference.PILOT_LIBRARIES
+    elif args.agency:
+        role, org, known = "agency", args.agency, reference.AGENCIES
+    else:
+        role, org, known = "kb", "kb", {"kb": "KB"}
+    if org not in known:
+        print(f"ido: unknown {role} code '{org}'; known: {', '.join(known)}", file=sys.stderr)
+        return 2
+    credential_id, token = issue_credential(KeyStore(settings.credential_keys_dir), role, org)
+    print(f"ido: credential {credential_id} for {role} {org}; keep it secret", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def _keys_rotate(_: argparse.Namespace, settings: InfraSettings) -> int:
+    kid, _key = KeyStore(settings.credential_keys_dir).rotate()
+    print(f"ido: new credentials are signed with key {kid}; older credentials stay valid", file=sys.stderr)
+    return 0
+
+
+def _topics_apply(_: argparse.Namespace, settings: InfraSettings) -> int:
+    topics = catalog.all_topics()
+    created = asyncio.run(
+        apply_topics(settings.kafka_bootstrap_servers, topics, settings.kafka_topic_partitions, settings.kafka_replication_factor)
+    )
+    print(f"ido: {len(topics)} topics present, {len(created)} created", file=sys.stderr)
+    for topic in created:
+        print(f"  created {topic}", file=sys.stderr)
+    return 0
+
+
+def _schemas_export(args: argparse.Namespace, _: InfraSettings) -> int:
+    out = Path(args.directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, schema in catalog.json_schemas().items():
+        (out / f"{name}.json").write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    print(f"ido: wrote {len(catalog.EVENT_TYPES)} schemas to {out}", file=sys.stderr)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ido", description="Operate the IDO platform.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    keys = sub.add_parser("keys", help="API credentials").add_subparsers(dest="action", required=True)
+    create = keys.add_parser("create", help="print a new credential as the only line on stdout")
+    who = create.add_mutually_exclusive_group(required=True)
+    who.add_argument("--library", metavar="CODE")
+    who.add_argument("--agency", metavar="CODE")
+    who.add_argument("--kb", action="store_true", help="a credential for KB staff")
+    create.set_defaults(run=_keys_create)
+    keys.add_parser("rotate", help="sign new credentials with a new key").set_defaults(run=_keys_rotate)
+
+    topics = sub.add_parser("topics", help="Kafka topics").add_subparsers(dest="action", required=True)
+    topics.add_parser("apply", help="create the platform's topics that are missing").set_defaults(run=_topics_apply)
+
+    schemas = sub.add_parser("schemas", help="event JSON Schemas").add_subparsers(dest="action", required=True)
+    export = schemas.add_parser("export", help="write one JSON Schema per event type")
+    export.add_argument("directory")
+    export.set_defaults(run=_schemas_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args, InfraSettings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

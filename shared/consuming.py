@@ -1,0 +1,144 @@
+"""The idempotent consumer: every subscription of every service goes through here.
+
+For each record:
+1. parse the CloudEvent and validate its data against the event type's model; a record that
+   cannot be parsed goes straight to `<topic>.dlq` with the reason;
+2. skip it if its CloudEvent id was processed before (ids are recorded in `processed_events`
+   under a unique key), so a re-delivery never has a second effect;
+3. run the handler, retrying transient failures with exponential backoff, then dead-letter;
+4. record the id; only then is the offset committed (FastStream ack policy NACK_ON_ERROR).
+Handlers make their own write conditional on the event (deterministic ids or an applied-events
+guard in the same single-document write), which closes the gap between steps 3 and 4.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shared.events.catalog import EventData, data_model, dlq_topic
+from shared.events.envelope import CloudEvent, InvalidEvent, parse_event
+from shared.logging import bound_context, get_logger
+
+log = get_logger(__name__)
+
+Handler = Callable[[CloudEvent, Any], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """The event can never be processed (e.g. it refers to something that cannot exist):
+    retrying is pointless, so it goes to the DLQ at once."""
+
+
+async def _raw_body(msg: Any) -> bytes:
+    # Keep the bytes: decoding is ours, so an unparseable record reaches us and the DLQ.
+    return msg.body
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        db: AsyncDatabase,
+        *,
+        group_id: str,
+        max_attempts: int = 4,
+        backoff_seconds: float = 0.2,
+        on_handled: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.broker = broker
+        self.processed = db["processed_events"]
+        self.group_id = group_id
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.on_handled = on_handled
+
+    def subscribe(self, topic: str, handlers: dict[str, Handler]) -> None:
+        """Route the event types named in `handlers` on `topic`; other types are skipped."""
+
+        @self.broker.subscriber(
+            topic, group_id=self.group_id, auto_offset_reset="earliest", decoder=_raw_body
+        )
+        async def consume(body: bytes, msg: KafkaMessage) -> None:
+            await self.process(topic, body, msg.raw_message, handlers)
+
+    async def process(self, topic: str, body: bytes, record: Any, handlers: dict[str, Handler]) -> None:
+        try:
+            event = parse_event(body)
+        except InvalidEvent as exc:
+            await self.dead_letter(topic, body, record, str(exc), attempts=0)
+            return
+        handler = handlers.get(event.name)
+        if handler is None:
+            return  # another consumer's event type on a shared topic
+        with bound_context(event_id=str(event.id), event_type=event.type, correlation_id=event.correlationid):
+            try:
+                data = data_model(event.name).model_validate(event.data)
+            except ValidationError as exc:
+                await self.dead_letter(topic, body, record, _fields_reason(exc), attempts=0)
+                return
+            if await self.processed.find_one({"_id": str(event.id)}, {"_id": 1}):
+                log.info("duplicate event skipped")
+                return
+            if await self._handle_with_retries(topic, body, record, handler, event, data):
+                await self._mark_processed(event)
+                self.on_handled()
+
+    async def _handle_with_retries(
+        self, topic: str, body: bytes, record: Any, handler: Handler, event: CloudEvent, data: EventData
+    ) -> bool:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await handler(event, data)
+                log.info("event handled", attempts=attempt)
+                return True
+            except PermanentError as exc:
+                await self.dead_letter(topic, body, record, f"permanent: {exc}", attempts=attempt)
+                return False
+            except Exception as exc:
+                if attempt == self.max_attempts:
+                    reason = f"failed after {attempt} attempts: {type(exc).__name__}: {exc}"
+                    await self.dead_letter(topic, body, record, reason, attempts=attempt)
+                    return False
+                delay = self.backoff_seconds * 2 ** (attempt - 1)
+                log.warning("event handling failed; retrying", attempt=attempt, delay=delay, error=type(exc).__name__)
+                await asyncio.sleep(delay)
+        return False
+
+    async def _mark_processed(self, event: CloudEvent) -> None:
+        try:
+            await self.processed.insert_one(
+                {"_id": str(event.id), "type": event.type, "consumer": self.group_id, "at": datetime.now(UTC)}
+            )
+        except DuplicateKeyError:
+            pass  # processed concurrently by a re-delivery: the handler's guard made it a no-op
+
+    async def dead_letter(self, topic: str, body: bytes, record: Any, reason: str, *, attempts: int) -> None:
+        """Write the record unchanged, with its headers and the reason, to `<topic>.dlq`.
+        If that fails the exception propagates: the offset is not committed and the record
+        is read again, so nothing is lost."""
+        headers = {k: v.decode("utf-8", "replace") for k, v in (getattr(record, "headers", None) or [])}
+        headers.update(
+            {
+                "ido-dlq-reason": reason[:1000],
+                "ido-dlq-topic": topic,
+                "ido-dlq-partition": str(getattr(record, "partition", "")),
+                "ido-dlq-offset": str(getattr(record, "offset", "")),
+                "ido-dlq-consumer": self.group_id,
+                "ido-dlq-attempts": str(attempts),
+            }
+        )
+        await self.broker.publish(body, topic=dlq_topic(topic), key=getattr(record, "key", None), headers=headers)
+        log.error("event dead-lettered", topic=topic, reason=reason[:200])
+
+
+def _fields_reason(exc: ValidationError) -> str:
+    # Field locations only: the values may be personal data and must not reach logs or headers.
+    fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
+    return "invalid event data: " + ", ".join(fields)

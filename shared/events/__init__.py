@@ -1,0 +1,1 @@
+"""Event envelope, event types and topics: the contracts between services."""

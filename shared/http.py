@@ -1,0 +1,135 @@
+"""HTTP conventions every service follows: problem+json errors (RFC 9457) listing every
+invalid field, an `API-Version` header, a body size limit, bearer credentials, and the
+/healthz and /readyz endpoints."""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.auth import InvalidCredential, KeyStore, Principal, verify_credential
+
+PROBLEM = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raise to answer with a problem+json document."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(title)
+        self.status, self.title, self.detail, self.extra = status, title, detail, extra
+
+
+def problem_response(status: int, title: str, detail: str | None = None, headers: dict | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "status": status, "title": title, **({"detail": detail} if detail else {}), **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field_name(loc: tuple) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(parts) or "(body)"
+
+
+def invalid_params(errors: list[dict]) -> list[dict[str, str]]:
+    # The reason never echoes the input: it may hold personal data.
+    return [{"name": _field_name(e["loc"]), "reason": e["msg"]} for e in errors]
+
+
+def install_conventions(app: FastAPI, api_version: str, max_body_bytes: int) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        params = invalid_params(list(exc.errors()))
+        json_broken = any(e["type"] == "json_invalid" for e in exc.errors())
+        return problem_response(
+            400 if json_broken else 422,
+            "Request body is not valid JSON" if json_broken else "Invalid request",
+            f"{len(params)} invalid field(s)",
+            **{"invalid-params": params},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.middleware("http")
+    async def _api_version(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+        response = await call_next(request)
+        response.headers["API-Version"] = api_version
+        return response
+
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+
+
+class BodySizeLimit:
+    """Refuse bodies over the limit with 413, whether Content-Length says so or the stream does."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await self._too_large(scope, receive, send)
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise Problem(413, "Request body too large", f"at most {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(413, "Request body too large", f"at most {self.max_bytes} bytes")
+        await response(scope, receive, send)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def credential_dependency(store: KeyStore) -> Callable[..., Principal]:
+    """A FastAPI dependency that answers 401 (problem+json) unless a valid credential is sent."""
+
+    def authenticate(
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if creds is None:
+            raise Problem(401, "Credential required", "send Authorization: Bearer <credential>")
+        try:
+            return verify_credential(store, creds.credentials)
+        except InvalidCredential:
+            raise Problem(401, "Invalid credential") from None
+
+    return authenticate
+
+
+def health_router(readiness: dict[str, Callable[[], Awaitable[bool]]]) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        checks = {name: "ok" if await check() else "unavailable" for name, check in readiness.items()}
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+
+    return router

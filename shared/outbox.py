@@ -1,0 +1,139 @@
+"""Transactional outbox without multi-document transactions.
+
+A state change and the events it causes are written in ONE single-document write: the
+aggregate document carries its unpublished events in `outbox` (and `outbox_pending: true`).
+The relay publishes them in order (acks=all, idempotent producer) and only after the broker
+acknowledged removes them from the document. So:
+- a crash before the relay published loses nothing: the events wait in the document;
+- a crash after publishing but before removal re-publishes the same event ids later,
+  which idempotent consumers absorb.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from shared.events.catalog import EventData
+from shared.events.envelope import CloudEvent, new_event, parse_event, source_urn
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    event: CloudEvent
+    topic: str
+
+    def to_document(self) -> dict[str, Any]:
+        # The serialized envelope is stored as-is, so what is published is exactly what was stored.
+        return {"id": str(self.event.id), "topic": self.topic, "value": self.event.to_bytes().decode()}
+
+
+class EventFactory:
+    """Builds a service's CloudEvents: its source URN, schema URIs and correlation ids."""
+
+    def __init__(self, *, service: str, oin: str, base_url: str) -> None:
+        self.source = source_urn(oin, service)
+        self.base_url = base_url.rstrip("/")
+
+    def schema_uri(self, event_name: str) -> str:
+        return f"{self.base_url}/v1/schemas/{event_name}.json"
+
+    def create(self, data: EventData, *, correlation_id: str | None, dataref: str | None = None) -> PendingEvent:
+        event = new_event(
+            type_name=data.event_name,
+            subject=data.subject(),
+            data=data.model_dump(mode="json"),
+            source=self.source,
+            dataschema=self.schema_uri(data.event_name),
+            correlation_id=correlation_id,
+            dataref=dataref,
+        )
+        return PendingEvent(event, data.topic())
+
+
+def with_outbox(document: dict[str, Any], events: Iterable[PendingEvent]) -> dict[str, Any]:
+    """A new aggregate document together with the events its creation causes."""
+    entries = [e.to_document() for e in events]
+    return {**document, "outbox": entries, "outbox_pending": bool(entries)}
+
+
+def outbox_update(events: Iterable[PendingEvent]) -> dict[str, Any]:
+    """Update operators that append events to an existing document's outbox.
+    Merge them into the same update_one as the state change."""
+    entries = [e.to_document() for e in events]
+    return {"$push": {"outbox": {"$each": entries}}, "$set": {"outbox_pending": True}}
+
+
+Publish = Callable[[CloudEvent, str], Awaitable[None]]
+
+
+class OutboxRelay:
+    """Publishes pending outbox events of some collections. Woken right after a write
+    (`notify`) for low latency; polls as a safety net for events left by a crash."""
+
+    def __init__(self, collections: list[AsyncCollection], publish: Publish, poll_seconds: float = 1.0) -> None:
+        self.collections = collections
+        self.publish = publish
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def ensure_indexes(self) -> None:
+        for coll in self.collections:
+            await coll.create_index("outbox_pending")
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def drain(self) -> int:
+        """Publish everything pending now; return how many events were published."""
+        published = 0
+        for coll in self.collections:
+            async for doc in coll.find({"outbox_pending": True}, {"outbox": 1}):
+                published += await self._publish_document(coll, doc)
+        return published
+
+    async def _publish_document(self, coll: AsyncCollection, doc: dict[str, Any]) -> int:
+        entries = doc.get("outbox") or []
+        for entry in entries:
+            await self.publish(parse_event(entry["value"].encode()), entry["topic"])
+        # $pullAll with the exact entries (FerretDB has no $pull by condition); events added
+        # meanwhile stay, and the flag is cleared only once the outbox is really empty.
+        if entries:
+            await coll.update_one({"_id": doc["_id"]}, {"$pullAll": {"outbox": entries}})
+        await coll.update_one({"_id": doc["_id"], "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}})
+        return len(entries)
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                count = await self.drain()
+                if count:
+                    log.debug("outbox relayed", events=count)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Broker or database unavailable: the events stay pending; try again later.
+                log.exception("outbox relay failed; retrying")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            except TimeoutError:
+                pass
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

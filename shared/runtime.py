@@ -1,0 +1,102 @@
+"""What every service process holds and how it starts: database, broker, event factory,
+outbox relay, idempotent consumer, credentials, and the FastAPI app with the shared
+conventions. A service's bootstrap builds one ServiceRuntime and adds its own parts."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from shared.auth import KeyStore
+from shared.consuming import EventConsumer
+from shared.events import catalog
+from shared.http import Problem, credential_dependency, health_router, install_conventions
+from shared.kafka import apply_topics, make_broker, publish_event
+from shared.logging import configure_logging, get_logger
+from shared.mongo import connect, ping
+from shared.outbox import EventFactory, OutboxRelay
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+
+class ServiceRuntime:
+    def __init__(self, settings: ServiceSettings, outbox_collections: list[str] = ()) -> None:  # type: ignore[assignment]
+        self.settings = settings
+        self.mongo = connect(settings.mongodb_url)
+        self.db = self.mongo[settings.database]
+        self.broker = make_broker(settings.kafka_bootstrap_servers, client_id=f"ido-{settings.service_name}")
+        self.events = EventFactory(service=settings.service_name, oin=settings.oin, base_url=settings.public_base_url)
+        self.relay = OutboxRelay(
+            [self.db[name] for name in outbox_collections],
+            publish=lambda event, topic: publish_event(self.broker, event, topic),
+            poll_seconds=settings.outbox_poll_seconds,
+        )
+        self.consumer = EventConsumer(
+            self.broker,
+            self.db,
+            group_id=f"ido-{settings.service_name}",
+            max_attempts=settings.consumer_max_attempts,
+            backoff_seconds=settings.consumer_backoff_seconds,
+            on_handled=self.relay.notify,  # events a handler stored go out right away
+        )
+        self.keys = KeyStore(settings.credential_keys_dir)
+        self.authenticated = credential_dependency(self.keys)
+
+    async def start(self) -> None:
+        await apply_topics(
+            self.settings.kafka_bootstrap_servers,
+            catalog.all_topics(),
+            self.settings.kafka_topic_partitions,
+            self.settings.kafka_replication_factor,
+        )
+        await self.relay.ensure_indexes()
+        await self.broker.start()
+        self.relay.start()
+        log.info("service started", port=self.settings.port, database=self.settings.database)
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        await self.broker.stop()
+        await self.mongo.close()
+
+    async def database_ready(self) -> bool:
+        return await ping(self.db)
+
+    async def broker_ready(self) -> bool:
+        return await self.broker.ping(timeout=2.0)
+
+    def http_app(self, *, title: str, api_version: str = "1.0.0", max_body_bytes: int = 64 * 1024, on_start=None) -> FastAPI:
+        """The service's FastAPI app; its lifespan starts and stops the whole runtime."""
+
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            if on_start is not None:
+                await on_start()  # the service's own preparation (indexes, seed data) comes first
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = FastAPI(title=title, version=api_version, lifespan=lifespan, openapi_url="/v1/openapi.json", docs_url="/v1/docs", redoc_url=None)
+        install_conventions(app, api_version, max_body_bytes)
+        app.include_router(health_router({"database": self.database_ready, "broker": self.broker_ready}))
+
+        @app.get("/v1/schemas/{name}.json", tags=["events"], summary="JSON Schema of an event type's data")
+        async def event_schema(name: str) -> JSONResponse:
+            schemas = catalog.json_schemas()
+            if name not in schemas:
+                raise Problem(404, "Unknown event type")
+            return JSONResponse(schemas[name], media_type="application/schema+json")
+
+        return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    configure_logging(settings.service_name, settings.log_level)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    asyncio.run(uvicorn.Server(config).serve())
