@@ -1,0 +1,68 @@
+# The IDO platform on this machine, no Docker needed:
+#   make up     Kafka 4 (KRaft) + FerretDB + the five services, in the background
+#   make test   the whole test suite (starts the broker, database and services it needs)
+#   make down   stops everything `make up` started
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+LOCAL  := deploy/local
+
+.PHONY: up down test unit lint status logs install infra bench clean
+.DEFAULT_GOAL := up
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+infra: install
+	$(LOCAL)/kafka.sh start
+	$(LOCAL)/ferretdb.sh start
+	$(BIN)/ido topics apply
+
+up: infra
+	$(LOCAL)/services.sh start
+	@echo
+	@echo "IDO platform is up:"
+	@echo "  intake     http://127.0.0.1:$${INTAKE_PORT:-8001}  (OpenAPI: /v1/openapi.json)"
+	@echo "  routing    http://127.0.0.1:$${ROUTING_PORT:-8002}"
+	@echo "  courses    http://127.0.0.1:$${COURSES_PORT:-8003}"
+	@echo "  subsidy    http://127.0.0.1:$${SUBSIDY_PORT:-8004}"
+	@echo "  reporting  http://127.0.0.1:$${REPORTING_PORT:-8005}"
+	@echo "  kafka      127.0.0.1:$${KAFKA_PORT:-9092}   mongodb://127.0.0.1:$${FERRETDB_PORT:-27017} (FerretDB)"
+	@echo "  logs       .local/logs/   credential: $(BIN)/ido keys create --library rivierenland"
+
+down:
+	-$(LOCAL)/services.sh stop
+	-$(LOCAL)/ferretdb.sh stop
+	-$(LOCAL)/kafka.sh stop
+
+status:
+	-$(LOCAL)/kafka.sh status
+	-$(LOCAL)/ferretdb.sh status
+	-$(LOCAL)/services.sh status
+
+test: install
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check shared services tests bench
+	$(BIN)/ruff format --check shared services tests bench
+	$(BIN)/mypy shared services/*/domain
+
+bench: up
+	$(BIN)/python bench/intake_throughput.py
+
+logs:
+	tail -n 50 -f .local/logs/*.log
+
+clean: down
+	rm -rf .local/kafka/data .local/ferretdb/data .local/logs .local/run

@@ -1,0 +1,61 @@
+"""Bad input at intake gets a clear problem+json answer, nothing is stored, the service stays up."""
+
+import pytest
+
+from tests.e2e.conftest import credential
+
+pytestmark = pytest.mark.infra
+
+PROBLEM = "application/problem+json"
+VALID = {"channel": "walk_in", "questions": [{"category": "digital_government", "theme": "digid"}]}
+
+
+async def test_missing_or_invalid_credential_is_401(intake):
+    missing = await intake.post("/v1/help-requests", json=VALID)
+    forged = await intake.post("/v1/help-requests", json=VALID, headers={"Authorization": "Bearer not.a.token"})
+    for response in (missing, forged):
+        assert response.status_code == 401
+        assert response.headers["content-type"] == PROBLEM
+        assert response.json()["status"] == 401 and response.json()["title"]
+
+
+async def test_an_agency_may_not_register_help_requests(intake):
+    response = await intake.post(
+        "/v1/help-requests", json=VALID, headers={"Authorization": f"Bearer {credential('--agency', 'cjib')}"}
+    )
+    assert response.status_code == 403 and response.headers["content-type"] == PROBLEM
+
+
+async def test_every_invalid_field_is_listed_at_once(intake, library_token):
+    auth = {"Authorization": f"Bearer {library_token}"}
+    before = (await intake.get("/v1/help-requests?limit=100", headers=auth)).json()["items"]
+    body = {
+        "channel": "pigeon",
+        "questions": [{"category": "digital_government", "theme": "no-such-theme", "note": "x" * 1001}],
+        "duration_minutes": "long",
+        "unexpected": True,
+    }
+    response = await intake.post("/v1/help-requests", json=body, headers=auth)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    names = {p["name"] for p in response.json()["invalid-params"]}
+    assert {"channel", "questions.0.note", "duration_minutes", "unexpected"} <= names
+    after = (await intake.get("/v1/help-requests?limit=100", headers=auth)).json()["items"]
+    assert [r["id"] for r in after] == [r["id"] for r in before], "nothing stored"
+    assert (await intake.get("/healthz")).status_code == 200
+
+
+async def test_malformed_json_is_400_and_a_bsn_is_refused_without_echo(intake, library_token):
+    auth = {"Authorization": f"Bearer {library_token}"}
+    broken = await intake.post(
+        "/v1/help-requests", content=b'{"channel": ', headers={**auth, "Content-Type": "application/json"}
+    )
+    assert broken.status_code == 400 and broken.headers["content-type"] == PROBLEM
+
+    with_bsn = {
+        "channel": "walk_in",
+        "questions": [{"category": "digital_government", "theme": "digid", "note": "BSN is 111222333"}],
+    }
+    refused = await intake.post("/v1/help-requests", json=with_bsn, headers=auth)
+    assert refused.status_code == 422
+    assert "BSN" in refused.text and "111222333" not in refused.text

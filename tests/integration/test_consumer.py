@@ -1,0 +1,134 @@
+"""The idempotent consumer on the real broker and database: duplicates have one effect,
+poison records go to the DLQ with their reason, the consumer carries on, failures retry."""
+
+import json
+
+import pytest
+
+from shared.consuming import EventConsumer, PermanentError
+from shared.events.catalog import HelpRequested, QuestionFacts, dlq_topic
+from shared.kafka import make_broker, publish_event
+from shared.outbox import EventFactory
+from tests.kafkatools import TopicReader, eventually
+
+pytestmark = pytest.mark.infra
+
+FACTORY = EventFactory(service="intake", oin="00000001003214345000", base_url="http://127.0.0.1:8001")
+
+
+def help_requested(help_request_id: str):
+    data = HelpRequested(
+        help_request_id=help_request_id,
+        library="venlo",
+        channel="phone",
+        questions=[QuestionFacts(index=0, category="digital_government", theme="zorg", subtheme="eigen-bijdrage")],
+        registered_at="2026-11-29T10:00:00Z",
+    )
+    return FACTORY.create(data, correlation_id="corr-1").event
+
+
+class Running:
+    """A consumer with its own broker and group, counting effects in the test database."""
+
+    def __init__(self, infra, db, topic, unique, handler=None, **options):
+        self.db = db
+        self.broker = make_broker(infra.kafka_bootstrap_servers, client_id="ido-tests-consumer")
+        self.consumer = EventConsumer(self.broker, db, group_id=f"test-{unique}", backoff_seconds=0.01, **options)
+        self.consumer.subscribe(topic, {"HelpRequested": handler or self.count})
+
+    async def count(self, event, data) -> None:
+        await self.db.effects.update_one({"_id": data.help_request_id}, {"$inc": {"n": 1}}, upsert=True)
+
+    async def effects(self, key: str) -> int:
+        doc = await self.db.effects.find_one({"_id": key})
+        return doc["n"] if doc else 0
+
+    async def __aenter__(self):
+        await self.broker.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.broker.stop()
+
+
+async def test_a_duplicate_delivery_has_one_effect(infra, db, topic, unique, publisher):
+    event = help_requested("hr-dup")
+    async with Running(infra, db, topic, unique) as running:
+        await publish_event(publisher, event, topic)
+        await publish_event(publisher, event, topic)  # re-published, e.g. by a relay that crashed before marking
+        await publish_event(publisher, help_requested("hr-after"), topic)
+        await eventually(lambda: running.effects("hr-after"))
+        assert await running.effects("hr-dup") == 1
+        assert await db.processed_events.count_documents({"_id": str(event.id)}) == 1
+
+
+async def test_a_poison_record_goes_to_the_dlq_and_the_next_record_is_processed(infra, db, topic, unique, publisher):
+    dlq = await TopicReader(infra.kafka_bootstrap_servers, dlq_topic(topic)).start(from_end=False)
+    async with Running(infra, db, topic, unique) as running:
+        await publisher.publish(b"{not json", topic=topic, key=b"poison", headers={"x-origin": "test"})
+        await publish_event(publisher, help_requested("hr-good"), topic)
+        await eventually(lambda: running.effects("hr-good"))
+    (record,) = await dlq.until(lambda r: r.key == b"poison")
+    await dlq.stop()
+    headers = {k: v.decode() for k, v in record.headers}
+    assert record.value == b"{not json"
+    assert headers["ido-dlq-reason"].startswith("not a valid CloudEvent")
+    assert headers["ido-dlq-topic"] == topic and headers["x-origin"] == "test"
+
+
+async def test_event_data_failing_its_schema_is_dead_lettered_without_its_values(infra, db, topic, unique, publisher):
+    event = help_requested("hr-bad").model_copy(update={"data": {"help_request_id": "hr-bad", "library": "BSN 111222333"}})
+    dlq = await TopicReader(infra.kafka_bootstrap_servers, dlq_topic(topic)).start(from_end=False)
+    async with Running(infra, db, topic, unique) as running:
+        await publish_event(publisher, event, topic)
+        (record,) = await dlq.until(lambda r: r.key == b"hr-bad")
+        assert await running.effects("hr-bad") == 0
+    await dlq.stop()
+    reason = dict(record.headers)["ido-dlq-reason"].decode()
+    assert "channel" in reason and "questions" in reason and "111222333" not in reason
+
+
+async def test_transient_failures_are_retried_with_backoff(infra, db, topic, unique, publisher):
+    attempts = []
+
+    async def flaky(event, data):
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionError("database briefly away")
+        await db.effects.insert_one({"_id": data.help_request_id, "n": 1})
+
+    async with Running(infra, db, topic, unique, handler=flaky, max_attempts=4) as running:
+        await publish_event(publisher, help_requested("hr-flaky"), topic)
+        await eventually(lambda: running.effects("hr-flaky"))
+    assert len(attempts) == 3
+
+
+async def test_after_the_last_attempt_the_event_is_dead_lettered_and_the_consumer_carries_on(
+    infra, db, topic, unique, publisher
+):
+    async def broken(event, data):
+        if data.help_request_id == "hr-broken":
+            raise RuntimeError("cannot do this")
+        await db.effects.insert_one({"_id": data.help_request_id, "n": 1})
+
+    async def refuses(event, data):
+        raise PermanentError("refers to an unknown library")
+
+    dlq = await TopicReader(infra.kafka_bootstrap_servers, dlq_topic(topic)).start(from_end=False)
+    async with Running(infra, db, topic, unique, handler=broken, max_attempts=3) as running:
+        broken_event = help_requested("hr-broken")
+        await publish_event(publisher, broken_event, topic)
+        await publish_event(publisher, help_requested("hr-next"), topic)
+        await eventually(lambda: running.effects("hr-next"))
+    (record,) = await dlq.until(lambda r: r.key == b"hr-broken")
+    headers = {k: v.decode() for k, v in record.headers}
+    assert headers["ido-dlq-attempts"] == "3"
+    assert headers["ido-dlq-reason"] == "failed after 3 attempts: RuntimeError: cannot do this"
+    assert json.loads(record.value)["id"] == str(broken_event.id)
+    assert await db.processed_events.count_documents({"_id": str(broken_event.id)}) == 0
+
+    async with Running(infra, db, topic, f"{unique}-2", handler=refuses, max_attempts=5):
+        await publish_event(publisher, help_requested("hr-refused"), topic)
+        (refused,) = await dlq.until(lambda r: r.key == b"hr-refused")
+    await dlq.stop()
+    assert dict(refused.headers)["ido-dlq-attempts"] == b"1"
