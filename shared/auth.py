@@ -40,7 +40,7 @@ class KeyStore:
         self._public: dict[str, Ed25519PublicKey] = {}
 
     def signing_key(self) -> tuple[str, Ed25519PrivateKey]:
-        keys = sorted(self.directory.glob("*.key"), key=lambda p: p.stat().st_mtime)
+        keys = sorted(self.directory.glob("*.key"))  # kids start with a UTC timestamp
         if not keys:
             return self.rotate()
         newest = keys[-1]
@@ -50,11 +50,13 @@ class KeyStore:
 
     def rotate(self) -> tuple[str, Ed25519PrivateKey]:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        kid = datetime.now(UTC).strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        kid = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
         key = Ed25519PrivateKey.generate()
         private = self.directory / f"{kid}.key"
         private.write_bytes(
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
         )
         private.chmod(0o600)
         (self.directory / f"{kid}.pub").write_bytes(
@@ -63,10 +65,12 @@ class KeyStore:
         return kid, key
 
     def public_key(self, kid: str) -> Ed25519PublicKey:
-        if kid not in self._public:  # a key added by rotation is picked up on first use
-            path = self.directory / f"{Path(kid).name}.pub"
-            if not path.is_file():
-                raise InvalidCredential("unknown signing key")
+        # A key added by rotation is picked up on first use; a removed key stops verifying at once.
+        path = self.directory / f"{Path(kid).name}.pub"
+        if not path.is_file():
+            self._public.pop(kid, None)
+            raise InvalidCredential("unknown signing key")
+        if kid not in self._public:
             key = serialization.load_pem_public_key(path.read_bytes())
             assert isinstance(key, Ed25519PublicKey)
             self._public[kid] = key

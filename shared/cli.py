@@ -1,9 +1,10 @@
 """`ido`: the operator's command line.
 
-  ido keys create --library CODE | --agency CODE | --kb   print a new credential (one line)
-  ido keys rotate                                         start signing with a new key
-  ido topics apply                                        create missing topics (idempotent)
-  ido schemas export DIR                                  write the event JSON Schemas
+ido keys create --library CODE | --agency CODE | --kb   print a new credential (one line)
+ido keys rotate                                         start signing with a new key
+ido topics apply                                        create missing topics (idempotent)
+ido schemas export DIR                                  write the event JSON Schemas
+ido asyncapi                                            print the AsyncAPI document
 """
 
 import argparse
@@ -13,13 +14,14 @@ import sys
 from pathlib import Path
 
 from shared import reference
-from shared.auth import KeyStore, issue_credential
-from shared.events import catalog
+from shared.auth import KeyStore, Role, issue_credential
+from shared.events import asyncapi, catalog
 from shared.kafka import apply_topics
 from shared.settings import InfraSettings
 
 
 def _keys_create(args: argparse.Namespace, settings: InfraSettings) -> int:
+    role: Role
     if args.library:
         role, org, known = "library", args.library, reference.PILOT_LIBRARIES
     elif args.agency:
@@ -44,7 +46,9 @@ def _keys_rotate(_: argparse.Namespace, settings: InfraSettings) -> int:
 def _topics_apply(_: argparse.Namespace, settings: InfraSettings) -> int:
     topics = catalog.all_topics()
     created = asyncio.run(
-        apply_topics(settings.kafka_bootstrap_servers, topics, settings.kafka_topic_partitions, settings.kafka_replication_factor)
+        apply_topics(
+            settings.kafka_bootstrap_servers, topics, settings.kafka_topic_partitions, settings.kafka_replication_factor
+        )
     )
     print(f"ido: {len(topics)} topics present, {len(created)} created", file=sys.stderr)
     for topic in created:
@@ -58,6 +62,11 @@ def _schemas_export(args: argparse.Namespace, _: InfraSettings) -> int:
     for name, schema in catalog.json_schemas().items():
         (out / f"{name}.json").write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
     print(f"ido: wrote {len(catalog.EVENT_TYPES)} schemas to {out}", file=sys.stderr)
+    return 0
+
+
+def _asyncapi(_: argparse.Namespace, __: InfraSettings) -> int:
+    print(json.dumps(asyncapi.document(), indent=2, sort_keys=True))
     return 0
 
 
@@ -81,6 +90,7 @@ def parser() -> argparse.ArgumentParser:
     export = schemas.add_parser("export", help="write one JSON Schema per event type")
     export.add_argument("directory")
     export.set_defaults(run=_schemas_export)
+    sub.add_parser("asyncapi", help="print the AsyncAPI document of all topics").set_defaults(run=_asyncapi)
     return p
 
 

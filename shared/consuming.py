@@ -13,6 +13,7 @@ guard in the same single-document write), which closes the gap between steps 3 a
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,9 +63,7 @@ class EventConsumer:
     def subscribe(self, topic: str, handlers: dict[str, Handler]) -> None:
         """Route the event types named in `handlers` on `topic`; other types are skipped."""
 
-        @self.broker.subscriber(
-            topic, group_id=self.group_id, auto_offset_reset="earliest", decoder=_raw_body
-        )
+        @self.broker.subscriber(topic, group_id=self.group_id, auto_offset_reset="earliest", decoder=_raw_body)
         async def consume(body: bytes, msg: KafkaMessage) -> None:
             await self.process(topic, body, msg.raw_message, handlers)
 
@@ -112,12 +111,11 @@ class EventConsumer:
         return False
 
     async def _mark_processed(self, event: CloudEvent) -> None:
-        try:
+        # A DuplicateKeyError means a re-delivery got here first; the handler's guard made it a no-op.
+        with suppress(DuplicateKeyError):
             await self.processed.insert_one(
                 {"_id": str(event.id), "type": event.type, "consumer": self.group_id, "at": datetime.now(UTC)}
             )
-        except DuplicateKeyError:
-            pass  # processed concurrently by a re-delivery: the handler's guard made it a no-op
 
     async def dead_letter(self, topic: str, body: bytes, record: Any, reason: str, *, attempts: int) -> None:
         """Write the record unchanged, with its headers and the reason, to `<topic>.dlq`.

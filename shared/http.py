@@ -20,12 +20,23 @@ PROBLEM = "application/problem+json"
 class Problem(Exception):
     """Raise to answer with a problem+json document."""
 
-    def __init__(self, status: int, title: str, detail: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(title)
-        self.status, self.title, self.detail, self.extra = status, title, detail, extra
+        self.status, self.title, self.detail = status, title, detail
+        self.headers, self.extensions = headers, extensions
 
 
-def problem_response(status: int, title: str, detail: str | None = None, headers: dict | None = None, **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int, title: str, detail: str | None = None, headers: dict | None = None, **extra: Any
+) -> JSONResponse:
     body = {"type": "about:blank", "status": status, "title": title, **({"detail": detail} if detail else {}), **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
@@ -45,7 +56,7 @@ def invalid_params(errors: list[dict]) -> list[dict[str, str]]:
 def install_conventions(app: FastAPI, api_version: str, max_body_bytes: int) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+        return problem_response(exc.status, exc.title, exc.detail, headers=exc.headers, extensions=exc.extensions)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -55,7 +66,7 @@ def install_conventions(app: FastAPI, api_version: str, max_body_bytes: int) -> 
             400 if json_broken else 422,
             "Request body is not valid JSON" if json_broken else "Invalid request",
             f"{len(params)} invalid field(s)",
-            **{"invalid-params": params},
+            extensions={"invalid-params": params},
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -130,6 +141,8 @@ def health_router(readiness: dict[str, Callable[[], Awaitable[bool]]]) -> APIRou
     async def readyz() -> JSONResponse:
         checks = {name: "ok" if await check() else "unavailable" for name, check in readiness.items()}
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+        )
 
     return router

@@ -2,6 +2,8 @@
 and publishing CloudEvents. FastStream's defaults (acks=1, no idempotence, auto-commit
 before processing) are weaker than our guarantees, so every service gets its broker here."""
 
+from contextlib import suppress
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -38,10 +40,8 @@ async def apply_topics(bootstrap_servers: str, topics: list[str], partitions: in
         missing = [t for t in topics if t not in existing]
         if missing:
             new = [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing]
-            try:
+            with suppress(TopicAlreadyExistsError):  # created concurrently by another `apply`
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another `apply`
         return missing
     finally:
         await admin.close()

@@ -66,7 +66,10 @@ THEMES: dict[str, Theme] = {
         Theme(
             "toeslagen",
             "Toeslagen",
-            {s: "belastingdienst" for s in ("huurtoeslag", "zorgtoeslag", "kinderopvangtoeslag", "kindgebonden-budget")},
+            {
+                s: "belastingdienst"
+                for s in ("huurtoeslag", "zorgtoeslag", "kinderopvangtoeslag", "kindgebonden-budget")
+            },
             "belastingdienst",
         ),
         Theme("zorg", "Zorg", {"eigen-bijdrage": "cak", "wlz-indicatie": "ciz", "zorgverzekering": None}),

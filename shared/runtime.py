@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from shared.auth import KeyStore
 from shared.consuming import EventConsumer
-from shared.events import catalog
+from shared.events import asyncapi, catalog
 from shared.http import Problem, credential_dependency, health_router, install_conventions
 from shared.kafka import apply_topics, make_broker, publish_event
 from shared.logging import configure_logging, get_logger
@@ -69,7 +69,9 @@ class ServiceRuntime:
     async def broker_ready(self) -> bool:
         return await self.broker.ping(timeout=2.0)
 
-    def http_app(self, *, title: str, api_version: str = "1.0.0", max_body_bytes: int = 64 * 1024, on_start=None) -> FastAPI:
+    def http_app(
+        self, *, title: str, api_version: str = "1.0.0", max_body_bytes: int = 64 * 1024, on_start=None
+    ) -> FastAPI:
         """The service's FastAPI app; its lifespan starts and stops the whole runtime."""
 
         @asynccontextmanager
@@ -82,7 +84,14 @@ class ServiceRuntime:
             finally:
                 await self.stop()
 
-        app = FastAPI(title=title, version=api_version, lifespan=lifespan, openapi_url="/v1/openapi.json", docs_url="/v1/docs", redoc_url=None)
+        app = FastAPI(
+            title=title,
+            version=api_version,
+            lifespan=lifespan,
+            openapi_url="/v1/openapi.json",
+            docs_url="/v1/docs",
+            redoc_url=None,
+        )
         install_conventions(app, api_version, max_body_bytes)
         app.include_router(health_router({"database": self.database_ready, "broker": self.broker_ready}))
 
@@ -92,6 +101,10 @@ class ServiceRuntime:
             if name not in schemas:
                 raise Problem(404, "Unknown event type")
             return JSONResponse(schemas[name], media_type="application/schema+json")
+
+        @app.get("/v1/asyncapi.json", tags=["events"], summary="AsyncAPI document of the platform's topics")
+        async def asyncapi_document() -> JSONResponse:
+            return JSONResponse(asyncapi.document())
 
         return app
 

@@ -80,7 +80,10 @@ class _Infra:
 
     def _local(self) -> InfraSettings:
         settings = InfraSettings()
-        for name, address in (("kafka", settings.kafka_bootstrap_servers), ("ferretdb", _mongo_host_port(settings.mongodb_url))):
+        for name, address in (
+            ("kafka", settings.kafka_bootstrap_servers),
+            ("ferretdb", _mongo_host_port(settings.mongodb_url)),
+        ):
             if _reachable(address):
                 continue
             result = subprocess.run([str(LOCAL / f"{name}.sh"), "start"], capture_output=True, text=True, timeout=900)
@@ -109,4 +112,3 @@ def infra() -> Iterator[InfraSettings]:
 def unique() -> str:
     """A short unique suffix for topics, groups and databases of one test."""
     return uuid.uuid4().hex[:10]
-

@@ -26,8 +26,12 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     repo = MongoHelpRequestRepository(runtime.db)
     consumers.subscribe(runtime.consumer, repo)
     app = runtime.http_app(
-        title="IDO intake API", api_version=API_VERSION, max_body_bytes=settings.max_body_bytes,
+        title="IDO intake API",
+        api_version=API_VERSION,
+        max_body_bytes=settings.max_body_bytes,
         on_start=repo.ensure_indexes,
     )
-    app.include_router(http.build_router(authenticated=runtime.authenticated, repo=repo, events=runtime.events, relay=runtime.relay))
+    app.include_router(
+        http.build_router(authenticated=runtime.authenticated, repo=repo, events=runtime.events, relay=runtime.relay)
+    )
     return app

@@ -22,7 +22,7 @@ LIBRARIES = "ido.libraries.v1"
 
 def referral_topic(agency: str) -> str:
     """One topic per receiving organisation, so broker ACLs can give each agency its own."""
-    return f"ido.referrals.{agency}.v1"
+    return ReferredToAgency.topic_template.format(agency=agency)
 
 
 def dlq_topic(topic: str) -> str:
@@ -36,18 +36,22 @@ def all_topics(agencies: list[str] | None = None) -> list[str]:
 
 
 class EventData(BaseModel):
-    """Base of every event's `data`. Subclasses name their event type and topic."""
+    """Base of every event's `data`. Subclasses name their event type, producer, topic
+    (topic_template, possibly with a {field} placeholder) and the field that is the subject."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     event_name: ClassVar[str]
     producer: ClassVar[str]
+    topic_template: ClassVar[str]
+    subject_field: ClassVar[str]
+    summary: ClassVar[str] = ""
 
     def topic(self) -> str:
-        raise NotImplementedError
+        return self.topic_template.format(**self.model_dump())
 
     def subject(self) -> str:
-        raise NotImplementedError
+        return str(getattr(self, self.subject_field))
 
 
 Category = Literal["digital_government", "library_services", "other"]
@@ -80,6 +84,9 @@ class QuestionFacts(BaseModel):
 class HelpRequested(EventData):
     event_name: ClassVar[str] = "HelpRequested"
     producer: ClassVar[str] = "intake"
+    topic_template: ClassVar[str] = HELP_REQUESTS
+    subject_field: ClassVar[str] = "help_request_id"
+    summary: ClassVar[str] = "A library registered a visit to its IDO (classification only, no free text)."
 
     help_request_id: str
     library: str
@@ -92,12 +99,6 @@ class HelpRequested(EventData):
     duration_minutes: int | None = None
     registered_at: datetime
 
-    def topic(self) -> str:
-        return HELP_REQUESTS
-
-    def subject(self) -> str:
-        return self.help_request_id
-
 
 class QuestionDecision(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -109,30 +110,26 @@ class QuestionDecision(BaseModel):
 
 
 class HelpRequestRouted(EventData):
-    """Routing's decision for every question of one help request."""
-
     event_name: ClassVar[str] = "HelpRequestRouted"
     producer: ClassVar[str] = "routing"
+    topic_template: ClassVar[str] = ROUTING
+    subject_field: ClassVar[str] = "help_request_id"
+    summary: ClassVar[str] = "Routing decided, per question, where it goes."
 
     help_request_id: str
     library: str
     decisions: list[QuestionDecision]
 
-    def topic(self) -> str:
-        return ROUTING
-
-    def subject(self) -> str:
-        return self.help_request_id
-
 
 class ReferredToAgency(EventData):
-    """A warm referral, published on the receiving organisation's own topic.
-
-    No contact details: the agency reads those at the event's `dataref` with its credential.
-    """
-
     event_name: ClassVar[str] = "ReferredToAgency"
     producer: ClassVar[str] = "routing"
+    topic_template: ClassVar[str] = "ido.referrals.{agency}.v1"
+    subject_field: ClassVar[str] = "referral_id"
+    summary: ClassVar[str] = (
+        "A warm referral on the receiving organisation's own topic. No contact details: the agency "
+        "reads the handover at the event's dataref with its own credential."
+    )
 
     referral_id: str
     help_request_id: str
@@ -142,16 +139,13 @@ class ReferredToAgency(EventData):
     subtheme: str | None = None
     contact_preference: ContactPreference | None = None
 
-    def topic(self) -> str:
-        return referral_topic(self.agency)
-
-    def subject(self) -> str:
-        return self.referral_id
-
 
 class ReferralStatusChanged(EventData):
     event_name: ClassVar[str] = "ReferralStatusChanged"
     producer: ClassVar[str] = "routing"
+    topic_template: ClassVar[str] = ROUTING
+    subject_field: ClassVar[str] = "referral_id"
+    summary: ClassVar[str] = "The receiving organisation reported progress on a referral."
 
     referral_id: str
     help_request_id: str
@@ -160,12 +154,6 @@ class ReferralStatusChanged(EventData):
     status: ReferralStatus
     reason: str | None = None
     changed_at: datetime
-
-    def topic(self) -> str:
-        return ROUTING
-
-    def subject(self) -> str:
-        return self.referral_id
 
 
 EVENT_TYPES: dict[str, type[EventData]] = {

@@ -13,7 +13,11 @@ pytestmark = pytest.mark.infra
 HUURTOESLAG = {
     "channel": "walk_in",
     "questions": [{"category": "digital_government", "theme": "toeslagen", "subtheme": "huurtoeslag"}],
-    "referral": {"consent": True, "contact_preference": "phone", "contact": {"name": "J. de Vries", "phone": "0612345678"}},
+    "referral": {
+        "consent": True,
+        "contact_preference": "phone",
+        "contact": {"name": "J. de Vries", "phone": "0612345678"},
+    },
 }
 
 
@@ -60,7 +64,9 @@ async def test_a_help_request_becomes_a_referral_on_the_agency_topic(infra, syst
 
     # The dataref is where the receiving agency, and only that agency, reads the handover.
     async with httpx.AsyncClient(timeout=10) as client:
-        own = await client.get(event["dataref"], headers={"Authorization": f"Bearer {credential('--agency', 'belastingdienst')}"})
+        own = await client.get(
+            event["dataref"], headers={"Authorization": f"Bearer {credential('--agency', 'belastingdienst')}"}
+        )
         other = await client.get(event["dataref"], headers={"Authorization": f"Bearer {credential('--agency', 'uwv')}"})
     assert own.status_code == 200 and own.json()["help_request_id"] == help_request_id
     assert other.status_code == 404

@@ -77,7 +77,9 @@ async def test_a_poison_record_goes_to_the_dlq_and_the_next_record_is_processed(
 
 
 async def test_event_data_failing_its_schema_is_dead_lettered_without_its_values(infra, db, topic, unique, publisher):
-    event = help_requested("hr-bad").model_copy(update={"data": {"help_request_id": "hr-bad", "library": "BSN 111222333"}})
+    event = help_requested("hr-bad").model_copy(
+        update={"data": {"help_request_id": "hr-bad", "library": "BSN 111222333"}}
+    )
     dlq = await TopicReader(infra.kafka_bootstrap_servers, dlq_topic(topic)).start(from_end=False)
     async with Running(infra, db, topic, unique) as running:
         await publish_event(publisher, event, topic)

@@ -94,7 +94,9 @@ class HelpRequest(BaseModel):
 
     def apply_routing(self, decisions: list[QuestionDecision]) -> "HelpRequest":
         referrals = [
-            ReferralView(referral_id=d.referral_id, organisation=d.organisation, question_index=d.question_index, status="sent")
+            ReferralView(
+                referral_id=d.referral_id, organisation=d.organisation, question_index=d.question_index, status="sent"
+            )
             for d in decisions
             if d.outcome == "referred" and d.referral_id and d.organisation
         ]

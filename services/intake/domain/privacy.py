@@ -3,8 +3,9 @@ elfproef (11-test); we look for such numbers in all free text and refuse it befo
 
 import re
 
-# Nine digits, optionally written in groups ("123 456 782", "123.45.67.82"), not inside a longer number.
-_CANDIDATE = re.compile(r"(?<![\d])\d(?:[ .-]?\d){8}(?![\d])")
+# Nine digits, optionally written in groups ("123 456 782", "123.45.67.82"), not inside a longer
+# number. A lookahead, so candidates may overlap: "999 123 456 782" still finds "123 456 782".
+_CANDIDATE = re.compile(r"(?<![\d])(?=(\d(?:[ .-]?\d){8}(?![\d])))")
 
 
 def passes_elfproef(digits: str) -> bool:
@@ -15,4 +16,4 @@ def passes_elfproef(digits: str) -> bool:
 
 
 def contains_bsn(text: str) -> bool:
-    return any(passes_elfproef(re.sub(r"\D", "", m.group())) for m in _CANDIDATE.finditer(text))
+    return any(passes_elfproef(re.sub(r"\D", "", m.group(1))) for m in _CANDIDATE.finditer(text))

@@ -36,9 +36,7 @@ def _library(principal: Principal) -> str:
     return principal.organisation
 
 
-def build_router(
-    *, authenticated, repo: HelpRequestRepository, events: EventFactory, relay: OutboxRelay
-) -> APIRouter:
+def build_router(*, authenticated, repo: HelpRequestRepository, events: EventFactory, relay: OutboxRelay) -> APIRouter:
     router = APIRouter(prefix="/v1")
     Caller = Annotated[Principal, Depends(authenticated)]
 
@@ -58,13 +56,19 @@ def build_router(
         with bound_context(correlation_id=correlation_id, library=library):
             try:
                 help_request, created = await handlers.register_help_request(
-                    cmd, library=library, idempotency_key=idempotency_key,
-                    correlation_id=correlation_id, repo=repo, events=events,
+                    cmd,
+                    library=library,
+                    idempotency_key=idempotency_key,
+                    correlation_id=correlation_id,
+                    repo=repo,
+                    events=events,
                 )
             except handlers.IdempotencyConflict:
                 raise Problem(409, "Idempotency-Key reused", "this key was used for a different request") from None
             relay.notify()
-            log.info("help request registered" if created else "idempotent retry answered", help_request_id=help_request.id)
+            log.info(
+                "help request registered" if created else "idempotent retry answered", help_request_id=help_request.id
+            )
         response.headers["Location"] = f"/v1/help-requests/{help_request.id}"
         if not created:
             response.status_code = 200

@@ -17,7 +17,9 @@ RULES = "routing_rules"
 
 class RoutingRepository(Protocol):
     async def rules(self) -> RoutingRules: ...
-    async def add_case(self, routed: HelpRequestRouted, referrals: list[ReferredToAgency], events: list[PendingEvent]) -> bool: ...
+    async def add_case(
+        self, routed: HelpRequestRouted, referrals: list[ReferredToAgency], events: list[PendingEvent]
+    ) -> bool: ...
     async def referral(self, referral_id: str) -> dict[str, Any] | None: ...
 
 
@@ -25,7 +27,9 @@ def default_rules() -> list[dict[str, Any]]:
     """The contract's default theme -> organisation table, as rule documents."""
     docs = []
     for theme in reference.THEMES.values():
-        docs.append({"_id": f"{theme.code}/", "theme": theme.code, "subtheme": None, "organisation": theme.default_organisation})
+        docs.append(
+            {"_id": f"{theme.code}/", "theme": theme.code, "subtheme": None, "organisation": theme.default_organisation}
+        )
         for sub, org in theme.subthemes.items():
             docs.append({"_id": f"{theme.code}/{sub}", "theme": theme.code, "subtheme": sub, "organisation": org})
     return docs
@@ -46,7 +50,9 @@ class MongoRoutingRepository:
         docs = [d async for d in self.rule_docs.find({})]
         return RoutingRules({(d["theme"], d.get("subtheme")): d.get("organisation") for d in docs})
 
-    async def add_case(self, routed: HelpRequestRouted, referrals: list[ReferredToAgency], events: list[PendingEvent]) -> bool:
+    async def add_case(
+        self, routed: HelpRequestRouted, referrals: list[ReferredToAgency], events: list[PendingEvent]
+    ) -> bool:
         now = datetime.now(UTC)
         doc = {
             "_id": routed.help_request_id,

@@ -4,7 +4,7 @@ informed where to go (no consent), or a warm referral to the receiving organisat
 import uuid
 from dataclasses import dataclass
 
-from shared.events.catalog import QuestionDecision, QuestionFacts
+from shared.events.catalog import QuestionDecision, QuestionFacts, RoutingOutcome
 
 _REFERRAL_NS = uuid.UUID("b4a0e2f4-52a8-4f0a-8f4e-1d2c3b4a5f60")
 
@@ -39,7 +39,7 @@ def decide(
 ) -> QuestionDecision:
     organisation = rules.organisation_for(question.theme, question.subtheme)
     if organisation is None:
-        outcome = "course_advised" if "course_advised" in help_given else "helped_at_desk"
+        outcome: RoutingOutcome = "course_advised" if "course_advised" in help_given else "helped_at_desk"
         return QuestionDecision(question_index=question.index, outcome=outcome)
     if not consent:
         # Without consent nothing personal leaves the library: the visitor is told where to go.
