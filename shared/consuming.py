@@ -121,7 +121,7 @@ class EventConsumer:
         """Write the record unchanged, with its headers and the reason, to `<topic>.dlq`.
         If that fails the exception propagates: the offset is not committed and the record
         is read again, so nothing is lost."""
-        headers = {k: v.decode("utf-8", "replace") for k, v in (getattr(record, "headers", None) or [])}
+        headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (getattr(record, "headers", None) or [])}
         headers.update(
             {
                 "ido-dlq-reason": reason[:1000],

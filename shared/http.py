@@ -35,9 +35,15 @@ class Problem(Exception):
 
 
 def problem_response(
-    status: int, title: str, detail: str | None = None, headers: dict | None = None, **extra: Any
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    body = {"type": "about:blank", "status": status, "title": title, **({"detail": detail} if detail else {}), **extra}
+    body = {"type": "about:blank", "status": status, "title": title, **({"detail": detail} if detail else {})}
+    body |= extensions or {}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -112,6 +118,13 @@ class BodySizeLimit:
 
 
 _bearer = HTTPBearer(auto_error=False)
+
+
+def require_json(request: Request) -> None:
+    """A dependency that answers 415 before the body is parsed, unless it is JSON."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise Problem(415, "Unsupported media type", "send the body as application/json")
 
 
 def credential_dependency(store: KeyStore) -> Callable[..., Principal]:

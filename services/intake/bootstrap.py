@@ -3,7 +3,7 @@
 from fastapi import FastAPI
 from pydantic import Field
 
-from services.intake.adapters.repository import COLLECTION, MongoHelpRequestRepository
+from services.intake.adapters.repository import COLLECTION, MongoHelpRequestRepository, MongoLibraryRepository
 from services.intake.entrypoints import consumers, http
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, service_settings
@@ -24,14 +24,23 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     runtime = ServiceRuntime(settings, outbox_collections=[COLLECTION])
     repo = MongoHelpRequestRepository(runtime.db)
+    libraries = MongoLibraryRepository(runtime.db)
     consumers.subscribe(runtime.consumer, repo)
+
+    async def prepare() -> None:
+        await repo.ensure_indexes()
+        await libraries.seed()
+
     app = runtime.http_app(
-        title="IDO intake API",
-        api_version=API_VERSION,
-        max_body_bytes=settings.max_body_bytes,
-        on_start=repo.ensure_indexes,
+        title="IDO intake API", api_version=API_VERSION, max_body_bytes=settings.max_body_bytes, on_start=prepare
     )
     app.include_router(
-        http.build_router(authenticated=runtime.authenticated, repo=repo, events=runtime.events, relay=runtime.relay)
+        http.build_router(
+            authenticated=runtime.authenticated,
+            repo=repo,
+            libraries=libraries,
+            events=runtime.events,
+            relay=runtime.relay,
+        )
     )
     return app

@@ -59,3 +59,24 @@ async def test_malformed_json_is_400_and_a_bsn_is_refused_without_echo(intake, l
     refused = await intake.post("/v1/help-requests", json=with_bsn, headers=auth)
     assert refused.status_code == 422
     assert "BSN" in refused.text and "111222333" not in refused.text
+
+
+async def test_wrong_content_type_is_415_and_an_oversized_body_is_413(intake, library_token):
+    auth = {"Authorization": f"Bearer {library_token}"}
+    as_form = await intake.post(
+        "/v1/help-requests", content=b"channel=walk_in", headers={**auth, "Content-Type": "text/plain"}
+    )
+    assert as_form.status_code == 415 and as_form.headers["content-type"] == PROBLEM
+
+    huge = b'{"channel": "walk_in", "padding": "' + b"x" * (128 * 1024) + b'"}'
+    too_large = await intake.post(
+        "/v1/help-requests", content=huge, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert too_large.status_code == 413 and too_large.headers["content-type"] == PROBLEM
+
+
+async def test_contact_details_without_consent_are_refused(intake, library_token):
+    body = {**VALID, "referral": {"consent": False, "contact": {"phone": "0612345678"}}}
+    response = await intake.post("/v1/help-requests", json=body, headers={"Authorization": f"Bearer {library_token}"})
+    assert response.status_code == 422
+    assert "consent" in response.text and "0612345678" not in response.text

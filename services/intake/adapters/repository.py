@@ -6,6 +6,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.intake.domain.model import HelpRequest
+from shared import reference
 from shared.outbox import PendingEvent, with_outbox
 
 
@@ -76,3 +77,21 @@ class MongoHelpRequestRepository:
             {"$set": {k: doc[k] for k in _PROGRESS}, "$push": {"applied_events": applied_event}},
         )
         return result.modified_count == 1
+
+
+LIBRARIES = "libraries"
+
+
+class MongoLibraryRepository:
+    """The libraries that run an IDO. The pilots are seeded on first start; more are added as data."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.collection = db[LIBRARIES]
+
+    async def seed(self) -> None:
+        for code, name in reference.PILOT_LIBRARIES.items():
+            doc = {"_id": code, "name": name, "pilot": True}
+            await self.collection.update_one({"_id": code}, {"$setOnInsert": doc}, upsert=True)
+
+    async def all(self) -> list[dict[str, Any]]:
+        return [{"code": d["_id"], "name": d["name"]} async for d in self.collection.find({}).sort("_id", 1)]

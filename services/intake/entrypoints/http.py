@@ -7,11 +7,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 
 from services.intake import handlers
-from services.intake.adapters.repository import HelpRequestRepository
+from services.intake.adapters.repository import HelpRequestRepository, MongoLibraryRepository
 from services.intake.domain.model import HelpRequest, RegisterHelpRequest
 from shared import reference
 from shared.auth import Principal
-from shared.http import Problem
+from shared.http import Problem, require_json
 from shared.logging import bound_context, get_logger
 from shared.outbox import EventFactory, OutboxRelay
 
@@ -21,6 +21,11 @@ log = get_logger(__name__)
 class HelpRequestPage(BaseModel):
     items: list[HelpRequest]
     next: str | None
+
+
+class LibraryView(BaseModel):
+    code: str
+    name: str
 
 
 class ThemeView(BaseModel):
@@ -36,11 +41,24 @@ def _library(principal: Principal) -> str:
     return principal.organisation
 
 
-def build_router(*, authenticated, repo: HelpRequestRepository, events: EventFactory, relay: OutboxRelay) -> APIRouter:
+def build_router(
+    *,
+    authenticated,
+    repo: HelpRequestRepository,
+    libraries: MongoLibraryRepository,
+    events: EventFactory,
+    relay: OutboxRelay,
+) -> APIRouter:
     router = APIRouter(prefix="/v1")
     Caller = Annotated[Principal, Depends(authenticated)]
 
-    @router.post("/help-requests", status_code=201, response_model=HelpRequest, tags=["help requests"])
+    @router.post(
+        "/help-requests",
+        status_code=201,
+        response_model=HelpRequest,
+        tags=["help requests"],
+        dependencies=[Depends(require_json)],
+    )
     async def register(
         cmd: RegisterHelpRequest,
         caller: Caller,
@@ -49,8 +67,6 @@ def build_router(*, authenticated, repo: HelpRequestRepository, events: EventFac
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> HelpRequest:
         """Register one visit to the IDO with its questions."""
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            raise Problem(415, "Unsupported media type", "send application/json")
         library = _library(caller)
         correlation_id = request.headers.get("x-correlation-id") or str(uuid.uuid4())
         with bound_context(correlation_id=correlation_id, library=library):
@@ -90,6 +106,11 @@ def build_router(*, authenticated, repo: HelpRequestRepository, events: EventFac
     ) -> HelpRequestPage:
         items = await repo.list(_library(caller), limit=limit, after=after)
         return HelpRequestPage(items=items, next=items[-1].id if len(items) == limit else None)
+
+    @router.get("/libraries", response_model=list[LibraryView], tags=["reference data"])
+    async def list_libraries(caller: Caller) -> list[LibraryView]:
+        """The libraries that run an IDO (codes as used in credentials and events)."""
+        return [LibraryView(**lib) for lib in await libraries.all()]
 
     @router.get("/themes", response_model=list[ThemeView], tags=["taxonomy"])
     async def themes() -> list[ThemeView]:

@@ -13,6 +13,7 @@ from shared.outbox import PendingEvent, with_outbox
 
 CASES = "routing_cases"
 RULES = "routing_rules"
+ORGANISATIONS = "organisations"
 
 
 class RoutingRepository(Protocol):
@@ -21,6 +22,7 @@ class RoutingRepository(Protocol):
         self, routed: HelpRequestRouted, referrals: list[ReferredToAgency], events: list[PendingEvent]
     ) -> bool: ...
     async def referral(self, referral_id: str) -> dict[str, Any] | None: ...
+    async def all_organisations(self) -> list[dict[str, Any]]: ...
 
 
 def default_rules() -> list[dict[str, Any]]:
@@ -39,12 +41,20 @@ class MongoRoutingRepository:
     def __init__(self, db: AsyncDatabase) -> None:
         self.cases = db[CASES]
         self.rule_docs = db[RULES]
+        self.organisations = db[ORGANISATIONS]
 
     async def prepare(self) -> None:
         await self.cases.create_index("referrals.referral_id")
-        # Seed the defaults once; rules edited later in the database are left as they are.
+        # Seed the defaults once; what is edited later in the database is left as it is.
+        for code, name in reference.AGENCIES.items():
+            org = {"_id": code, "name": name, "kind": "agency"}
+            await self.organisations.update_one({"_id": code}, {"$setOnInsert": org}, upsert=True)
         for rule in default_rules():
             await self.rule_docs.update_one({"_id": rule["_id"]}, {"$setOnInsert": rule}, upsert=True)
+
+    async def all_organisations(self) -> list[dict[str, Any]]:
+        cursor = self.organisations.find({}).sort("_id", 1)
+        return [{"code": d["_id"], "name": d["name"], "kind": d["kind"]} async for d in cursor]
 
     async def rules(self) -> RoutingRules:
         docs = [d async for d in self.rule_docs.find({})]

@@ -23,11 +23,23 @@ class Handover(BaseModel):
     status: str
 
 
+class Organisation(BaseModel):
+    code: str
+    name: str
+    kind: str
+
+
 def build_router(*, authenticated, repo: RoutingRepository) -> APIRouter:
     router = APIRouter()
+    Caller = Annotated[Principal, Depends(authenticated)]
+
+    @router.get("/v1/organisations", response_model=list[Organisation], tags=["reference data"])
+    async def organisations(caller: Caller) -> list[Organisation]:
+        """The organisations that receive referrals: the agencies and, as added, local partners."""
+        return [Organisation(**org) for org in await repo.all_organisations()]
 
     @router.get(HANDOVER_PATH, response_model=Handover, tags=["referrals"])
-    async def handover(referral_id: str, caller: Annotated[Principal, Depends(authenticated)]) -> Handover:
+    async def handover(referral_id: str, caller: Caller) -> Handover:
         """The handover of a warm referral, for the receiving agency only."""
         referral = await repo.referral(referral_id)
         # Any other caller gets 404: a referral's existence is not revealed to other agencies.

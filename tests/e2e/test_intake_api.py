@@ -1,0 +1,57 @@
+"""Intake as a library uses it: idempotent retries, its own requests only, reference data."""
+
+import uuid
+
+import pytest
+
+from tests.e2e.conftest import credential
+
+pytestmark = pytest.mark.infra
+
+VISIT = {
+    "channel": "phone",
+    "questions": [{"category": "digital_government", "theme": "digid", "subtheme": "inloggen"}],
+}
+
+
+async def test_a_retried_post_with_the_same_idempotency_key_returns_the_first_request(intake, library_token):
+    headers = {"Authorization": f"Bearer {library_token}", "Idempotency-Key": str(uuid.uuid4())}
+    first = await intake.post("/v1/help-requests", json=VISIT, headers=headers)
+    retry = await intake.post("/v1/help-requests", json=VISIT, headers=headers)
+    other = await intake.post("/v1/help-requests", json={**VISIT, "channel": "email"}, headers=headers)
+
+    assert first.status_code == 201 and retry.status_code == 200
+    assert retry.json()["id"] == first.json()["id"]
+    assert other.status_code == 409 and other.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_library_sees_only_its_own_help_requests(intake, library_token):
+    mine = await intake.post("/v1/help-requests", json=VISIT, headers={"Authorization": f"Bearer {library_token}"})
+    other_library = {"Authorization": f"Bearer {credential('--library', 'venlo')}"}
+
+    assert (await intake.get(f"/v1/help-requests/{mine.json()['id']}", headers=other_library)).status_code == 404
+    listed = (await intake.get("/v1/help-requests?limit=100", headers=other_library)).json()["items"]
+    assert mine.json()["id"] not in {item["id"] for item in listed}
+    assert all(item["library"] == "venlo" for item in listed)
+
+
+async def test_reference_data_exists_after_first_start(system, intake, library_token):
+    import httpx
+
+    auth = {"Authorization": f"Bearer {library_token}"}
+    libraries = (await intake.get("/v1/libraries", headers=auth)).json()
+    async with httpx.AsyncClient(base_url=system["routing"]) as routing:
+        organisations = (await routing.get("/v1/organisations", headers=auth)).json()
+    themes = (await intake.get("/v1/themes")).json()
+
+    assert len(libraries) == 15 and {"code": "rivierenland", "name": "Bibliotheek Rivierenland"} in libraries
+    assert {o["code"] for o in organisations if o["kind"] == "agency"} >= {"belastingdienst", "cjib", "rvr"}
+    assert len([o for o in organisations if o["kind"] == "agency"]) == 12
+    toeslagen = next(t for t in themes if t["code"] == "toeslagen")
+    assert toeslagen["subthemes"]["huurtoeslag"] == "belastingdienst"
+
+
+async def test_openapi_is_served_without_credential(intake):
+    response = await intake.get("/v1/openapi.json")
+    assert response.status_code == 200 and "/v1/help-requests" in response.json()["paths"]
+    assert response.headers["API-Version"]

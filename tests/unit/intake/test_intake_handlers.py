@@ -1,0 +1,220 @@
+"""Intake's handlers against an in-memory repository (no database)."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from services.intake import handlers
+from services.intake.adapters.repository import AlreadyExists
+from services.intake.domain.model import HelpRequest, RegisterHelpRequest
+from shared.events.catalog import HelpRequestRouted, QuestionDecision
+from shared.outbox import EventFactory, PendingEvent
+
+NOTE = "Hulp bij het aanvragen van huurtoeslag voor mevrouw"
+NAME = "J. Jansen"
+PHONE = "+31 6 1234 5678"
+EMAIL = "j.jansen@example.org"
+
+
+class FakeHelpRequestRepository:
+    """Keyed by id alone, like the Mongo `_id`."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, tuple[HelpRequest, list[PendingEvent], str]] = {}
+        self.progress: list[tuple[HelpRequest, str]] = []
+
+    async def add(self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str) -> None:
+        if help_request.id in self.stored:
+            raise AlreadyExists
+        self.stored[help_request.id] = (help_request, list(events), fingerprint)
+
+    async def get(self, request_id: str, library: str) -> HelpRequest | None:
+        hr, _, _ = self.stored.get(request_id, (None, None, None))
+        return hr if hr is not None and hr.library == library else None
+
+    async def get_with_fingerprint(self, request_id: str, library: str) -> tuple[HelpRequest | None, str | None]:
+        hr = await self.get(request_id, library)
+        return (hr, self.stored[request_id][2]) if hr else (None, None)
+
+    async def list(self, library: str, *, limit: int, after: str | None) -> list[HelpRequest]:
+        return [hr for hr, _, _ in self.stored.values() if hr.library == library][:limit]
+
+    async def save_progress(self, help_request: HelpRequest, *, applied_event: str) -> bool:
+        self.progress.append((help_request, applied_event))
+        return True
+
+
+def command(**overrides) -> RegisterHelpRequest:
+    return RegisterHelpRequest.model_validate(
+        {
+            "channel": "walk_in",
+            "questions": [
+                {"category": "digital_government", "theme": "toeslagen", "subtheme": "huurtoeslag", "note": NOTE},
+                {"category": "library_services", "theme": "e-books"},
+            ],
+            "help_given": ["informed"],
+            "referral": {
+                "consent": True,
+                "contact_preference": "phone",
+                "contact": {"name": NAME, "phone": PHONE, "email": EMAIL},
+            },
+            **overrides,
+        }
+    )
+
+
+def intake_events() -> EventFactory:
+    return EventFactory(service="intake", oin="00000001003214345000", base_url="http://intake")
+
+
+async def register(repo, cmd=None, *, library="katwijk", key=None, correlation_id="corr-1"):
+    return await handlers.register_help_request(
+        cmd or command(),
+        library=library,
+        idempotency_key=key,
+        correlation_id=correlation_id,
+        repo=repo,
+        events=intake_events(),
+    )
+
+
+async def test_register_stores_request_with_one_help_requested_event():
+    repo = FakeHelpRequestRepository()
+    hr, created = await register(repo, correlation_id="corr-42")
+
+    assert created is True
+    stored, events, _ = repo.stored[hr.id]
+    assert stored == hr
+    assert len(events) == 1
+    [pending] = events
+    assert pending.topic == "ido.help-requests.v1"
+    assert pending.event.type == "nl.ido.HelpRequested"
+    assert pending.event.subject == hr.id
+    assert pending.event.correlationid == "corr-42"
+
+
+async def test_event_carries_classification_and_referral_choices():
+    repo = FakeHelpRequestRepository()
+    hr, _ = await register(repo)
+    data = repo.stored[hr.id][1][0].event.data
+
+    assert data["help_request_id"] == hr.id
+    assert data["library"] == "katwijk"
+    assert data["questions"] == [
+        {"index": 0, "category": "digital_government", "theme": "toeslagen", "subtheme": "huurtoeslag"},
+        {"index": 1, "category": "library_services", "theme": "e-books", "subtheme": None},
+    ]
+    assert data["referral_consent"] is True
+    assert data["contact_preference"] == "phone"
+
+
+async def test_event_without_referral_has_no_consent_and_no_preference():
+    repo = FakeHelpRequestRepository()
+    hr, _ = await register(repo, command(referral=None))
+    data = repo.stored[hr.id][1][0].event.data
+    assert data["referral_consent"] is False
+    assert data["contact_preference"] is None
+
+
+async def test_event_bytes_hold_no_note_and_no_contact_details():
+    repo = FakeHelpRequestRepository()
+    hr, _ = await register(repo)
+    raw = repo.stored[hr.id][1][0].event.to_bytes()
+    # The stored request itself does hold them: the check below is meaningful.
+    assert NOTE in hr.model_dump_json()
+
+    for secret in (NOTE, NAME, PHONE, EMAIL):
+        assert secret.encode() not in raw
+    assert "note" not in json.dumps(json.loads(raw)["data"]["questions"])
+    assert "contact" not in json.loads(raw)["data"]
+
+
+async def test_same_key_and_command_returns_the_first_request():
+    repo = FakeHelpRequestRepository()
+    first, created_first = await register(repo, key="k-1")
+    second, created_second = await register(repo, key="k-1")
+
+    assert (created_first, created_second) == (True, False)
+    assert second.id == first.id
+    assert second == first
+    assert len(repo.stored) == 1
+    assert len(repo.stored[first.id][1]) == 1
+
+
+async def test_same_key_with_different_command_is_a_conflict():
+    repo = FakeHelpRequestRepository()
+    await register(repo, key="k-1")
+    with pytest.raises(handlers.IdempotencyConflict):
+        await register(repo, command(duration_minutes=30), key="k-1")
+    assert len(repo.stored) == 1
+
+
+async def test_same_key_in_two_libraries_gives_two_requests():
+    repo = FakeHelpRequestRepository()
+    a, created_a = await register(repo, library="katwijk", key="k-1")
+    b, created_b = await register(repo, library="venlo", key="k-1")
+    assert a.id != b.id
+    assert created_a and created_b
+    assert len(repo.stored) == 2
+
+
+async def test_without_key_every_call_creates_a_new_request():
+    repo = FakeHelpRequestRepository()
+    a, _ = await register(repo)
+    b, _ = await register(repo)
+    assert a.id != b.id
+    assert len(repo.stored) == 2
+
+
+def stored_request(request_id="hr-1", library="katwijk") -> HelpRequest:
+    return HelpRequest(id=request_id, library=library, registered_at=datetime.now(UTC), request=command())
+
+
+def routed_event(data: HelpRequestRouted):
+    events = EventFactory(service="routing", oin="00000001003214345000", base_url="http://routing")
+    return events.create(data, correlation_id="corr-1").event
+
+
+async def test_routed_event_marks_request_referred_with_its_referrals():
+    repo = FakeHelpRequestRepository()
+    hr = stored_request()
+    repo.stored[hr.id] = (hr, [], "fp")
+    data = HelpRequestRouted(
+        help_request_id=hr.id,
+        library="katwijk",
+        decisions=[
+            QuestionDecision(question_index=0, outcome="referred", organisation="belastingdienst", referral_id="r-0"),
+            QuestionDecision(question_index=1, outcome="helped_at_desk"),
+        ],
+    )
+    event = routed_event(data)
+
+    await handlers.on_help_request_routed(event, data, repo=repo)
+
+    [(saved, applied_event)] = repo.progress
+    assert applied_event == str(event.id)
+    assert saved.id == hr.id
+    assert saved.status == "referred"
+    assert saved.decisions == data.decisions
+    assert [(r.referral_id, r.organisation, r.question_index, r.status) for r in saved.referrals] == [
+        ("r-0", "belastingdienst", 0, "sent")
+    ]
+
+
+async def test_routed_event_for_unknown_request_raises_lookup_error():
+    repo = FakeHelpRequestRepository()
+    data = HelpRequestRouted(help_request_id="missing", library="katwijk", decisions=[])
+    with pytest.raises(LookupError):
+        await handlers.on_help_request_routed(routed_event(data), data, repo=repo)
+    assert repo.progress == []
+
+
+async def test_routed_event_for_request_of_another_library_raises_lookup_error():
+    repo = FakeHelpRequestRepository()
+    hr = stored_request(library="venlo")
+    repo.stored[hr.id] = (hr, [], "fp")
+    data = HelpRequestRouted(help_request_id=hr.id, library="katwijk", decisions=[])
+    with pytest.raises(LookupError):
+        await handlers.on_help_request_routed(routed_event(data), data, repo=repo)
+    assert repo.progress == []

@@ -1,0 +1,197 @@
+"""EventConsumer.process with a fake broker and a fake processed_events collection."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from shared.consuming import EventConsumer, PermanentError
+from shared.events.catalog import HelpRequestRouted, QuestionDecision
+from shared.outbox import EventFactory
+
+TOPIC = "ido.routing.v1"
+
+
+class FakeBroker:
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    async def publish(self, body, topic, key, headers):
+        self.published.append({"body": body, "topic": topic, "key": key, "headers": headers})
+
+
+class FakeCollection:
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    async def find_one(self, query, projection=None):
+        doc = self.docs.get(query["_id"])
+        return {"_id": doc["_id"]} if doc else None
+
+    async def insert_one(self, doc):
+        if doc["_id"] in self.docs:
+            raise DuplicateKeyError("duplicate")
+        self.docs[doc["_id"]] = doc
+
+
+class FakeDb(dict):
+    def __init__(self) -> None:
+        super().__init__(processed_events=FakeCollection())
+
+
+@dataclass
+class Record:
+    topic: str = TOPIC
+    partition: int = 3
+    offset: int = 17
+    key: bytes = b"hr-1"
+    headers: list[tuple[str, bytes]] = field(default_factory=lambda: [("traceparent", b"00-abc-def-01")])
+
+
+class Handler:
+    """Records calls; fails the first `failures` times (always when failures is None)."""
+
+    def __init__(self, failures: int | None = 0, exc: Exception | None = None) -> None:
+        self.failures = failures
+        self.exc = exc or RuntimeError("database down")
+        self.calls: list[tuple[Any, Any]] = []
+
+    async def __call__(self, event, data):
+        self.calls.append((event, data))
+        if self.failures is None or len(self.calls) <= self.failures:
+            raise self.exc
+
+
+def consumer(max_attempts: int = 4) -> tuple[EventConsumer, FakeBroker, FakeCollection]:
+    broker, db = FakeBroker(), FakeDb()
+    c = EventConsumer(broker=broker, db=db, group_id="g", max_attempts=max_attempts, backoff_seconds=0)
+    return c, broker, db["processed_events"]
+
+
+def routed_event():
+    data = HelpRequestRouted(
+        help_request_id="hr-1",
+        library="katwijk",
+        decisions=[QuestionDecision(question_index=0, outcome="helped_at_desk")],
+    )
+    events = EventFactory(service="routing", oin="00000001003214345000", base_url="http://routing")
+    return events.create(data, correlation_id="corr-1").event
+
+
+async def test_valid_event_is_handled_once_and_recorded():
+    c, broker, processed = consumer()
+    handler = Handler()
+    event = routed_event()
+
+    await c.process(TOPIC, event.to_bytes(), Record(), {"HelpRequestRouted": handler})
+
+    [(got_event, got_data)] = handler.calls
+    assert got_event.id == event.id
+    assert isinstance(got_data, HelpRequestRouted)
+    assert got_data.help_request_id == "hr-1"
+    assert list(processed.docs) == [str(event.id)]
+    assert processed.docs[str(event.id)]["consumer"] == "g"
+    assert broker.published == []
+
+
+async def test_same_bytes_again_do_not_call_the_handler_again():
+    c, broker, processed = consumer()
+    handler = Handler()
+    body = routed_event().to_bytes()
+
+    await c.process(TOPIC, body, Record(), {"HelpRequestRouted": handler})
+    await c.process(TOPIC, body, Record(), {"HelpRequestRouted": handler})
+
+    assert len(handler.calls) == 1
+    assert len(processed.docs) == 1
+    assert broker.published == []
+
+
+async def test_non_json_goes_to_the_dlq_unchanged():
+    c, broker, processed = consumer()
+    handler = Handler()
+
+    await c.process(TOPIC, b"not json {", Record(), {"HelpRequestRouted": handler})
+
+    assert handler.calls == []
+    assert processed.docs == {}
+    [dlq] = broker.published
+    assert dlq["topic"] == "ido.routing.v1.dlq"
+    assert dlq["body"] == b"not json {"
+    assert dlq["key"] == b"hr-1"
+    headers = dlq["headers"]
+    assert headers["ido-dlq-reason"].startswith("not a valid CloudEvent")
+    assert headers["ido-dlq-topic"] == TOPIC
+    assert headers["ido-dlq-partition"] == "3"
+    assert headers["ido-dlq-offset"] == "17"
+    assert headers["ido-dlq-consumer"] == "g"
+    assert headers["ido-dlq-attempts"] == "0"
+    assert headers["traceparent"] == "00-abc-def-01"  # the record's own headers are kept
+
+
+async def test_invalid_data_goes_to_the_dlq_with_field_names_only():
+    c, broker, _ = consumer()
+    handler = Handler()
+    event = routed_event()
+    bad = event.model_copy(update={"data": {**event.data, "decisions": "j.jansen@example.org"}})
+
+    await c.process(TOPIC, bad.to_bytes(), Record(), {"HelpRequestRouted": handler})
+
+    assert handler.calls == []
+    [dlq] = broker.published
+    reason = dlq["headers"]["ido-dlq-reason"]
+    assert reason.startswith("invalid event data: ")
+    assert "decisions" in reason
+    assert "j.jansen@example.org" not in reason
+
+
+async def test_event_type_without_handler_is_ignored():
+    c, broker, processed = consumer()
+    handler = Handler()
+
+    await c.process(TOPIC, routed_event().to_bytes(), Record(), {"ReferralStatusChanged": handler})
+
+    assert handler.calls == []
+    assert broker.published == []
+    assert processed.docs == {}
+
+
+async def test_transient_failures_are_retried_until_success():
+    c, broker, processed = consumer(max_attempts=3)
+    handler = Handler(failures=2)
+    event = routed_event()
+
+    await c.process(TOPIC, event.to_bytes(), Record(), {"HelpRequestRouted": handler})
+
+    assert len(handler.calls) == 3
+    assert list(processed.docs) == [str(event.id)]
+    assert broker.published == []
+
+
+async def test_handler_always_failing_is_dead_lettered_after_max_attempts():
+    c, broker, processed = consumer(max_attempts=2)
+    handler = Handler(failures=None)
+    body = routed_event().to_bytes()
+
+    await c.process(TOPIC, body, Record(), {"HelpRequestRouted": handler})
+
+    assert len(handler.calls) == 2
+    assert processed.docs == {}
+    [dlq] = broker.published
+    assert dlq["topic"] == "ido.routing.v1.dlq"
+    assert dlq["body"] == body
+    assert dlq["headers"]["ido-dlq-attempts"] == "2"
+    assert dlq["headers"]["ido-dlq-reason"] == "failed after 2 attempts: RuntimeError: database down"
+
+
+async def test_permanent_error_is_dead_lettered_without_retry():
+    c, broker, processed = consumer(max_attempts=4)
+    handler = Handler(failures=None, exc=PermanentError("no such help request"))
+
+    await c.process(TOPIC, routed_event().to_bytes(), Record(), {"HelpRequestRouted": handler})
+
+    assert len(handler.calls) == 1
+    assert processed.docs == {}
+    [dlq] = broker.published
+    assert dlq["headers"]["ido-dlq-attempts"] == "1"
+    assert dlq["headers"]["ido-dlq-reason"] == "permanent: no such help request"
