@@ -64,7 +64,7 @@ def build_router(
         caller: Caller,
         request: Request,
         response: Response,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
     ) -> HelpRequest:
         """Register one visit to the IDO with its questions."""
         library = _library(caller)
