@@ -3,8 +3,8 @@
 For each record:
 1. parse the CloudEvent and validate its data against the event type's model; a record that
    cannot be parsed goes straight to `<topic>.dlq` with the reason;
-2. skip it if its CloudEvent id was processed before (ids are recorded in `processed_events`
-   under a unique key), so a re-delivery never has a second effect;
+2. skip it if its CloudEvent id was processed before by this consumer group (recorded in
+   `processed_events` under the unique key `<group>:<id>`), so a re-delivery has no second effect;
 3. run the handler, retrying transient failures with exponential backoff, then dead-letter;
 4. record the id; only then is the offset committed (FastStream ack policy NACK_ON_ERROR).
 Handlers make their own write conditional on the event (deterministic ids or an applied-events
@@ -82,7 +82,7 @@ class EventConsumer:
             except ValidationError as exc:
                 await self.dead_letter(topic, body, record, _fields_reason(exc), attempts=0)
                 return
-            if await self.processed.find_one({"_id": str(event.id)}, {"_id": 1}):
+            if await self.processed.find_one({"_id": self.processed_key(event)}, {"_id": 1}):
                 log.info("duplicate event skipped")
                 return
             if await self._handle_with_retries(topic, body, record, handler, event, data):
@@ -110,11 +110,15 @@ class EventConsumer:
                 await asyncio.sleep(delay)
         return False
 
+    def processed_key(self, event: CloudEvent) -> str:
+        # Per group: two consumers in one service may each need to process the same event.
+        return f"{self.group_id}:{event.id}"
+
     async def _mark_processed(self, event: CloudEvent) -> None:
         # A DuplicateKeyError means a re-delivery got here first; the handler's guard made it a no-op.
         with suppress(DuplicateKeyError):
             await self.processed.insert_one(
-                {"_id": str(event.id), "type": event.type, "consumer": self.group_id, "at": datetime.now(UTC)}
+                {"_id": self.processed_key(event), "type": event.type, "consumer": self.group_id, "at": datetime.now(UTC)}
             )
 
     async def dead_letter(self, topic: str, body: bytes, record: Any, reason: str, *, attempts: int) -> None:

@@ -59,7 +59,7 @@ async def test_a_duplicate_delivery_has_one_effect(infra, db, topic, unique, pub
         await publish_event(publisher, help_requested("hr-after"), topic)
         await eventually(lambda: running.effects("hr-after"))
         assert await running.effects("hr-dup") == 1
-        assert await db.processed_events.count_documents({"_id": str(event.id)}) == 1
+        assert await db.processed_events.count_documents({"_id": running.consumer.processed_key(event)}) == 1
 
 
 async def test_a_poison_record_goes_to_the_dlq_and_the_next_record_is_processed(infra, db, topic, unique, publisher):
@@ -127,7 +127,7 @@ async def test_after_the_last_attempt_the_event_is_dead_lettered_and_the_consume
     assert headers["ido-dlq-attempts"] == "3"
     assert headers["ido-dlq-reason"] == "failed after 3 attempts: RuntimeError: cannot do this"
     assert json.loads(record.value)["id"] == str(broken_event.id)
-    assert await db.processed_events.count_documents({"_id": str(broken_event.id)}) == 0
+    assert await db.processed_events.count_documents({"_id": f"test-{unique}:{broken_event.id}"}) == 0
 
     async with Running(infra, db, topic, f"{unique}-2", handler=refuses, max_attempts=5):
         await publish_event(publisher, help_requested("hr-refused"), topic)

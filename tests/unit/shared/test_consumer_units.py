@@ -89,8 +89,8 @@ async def test_valid_event_is_handled_once_and_recorded():
     assert got_event.id == event.id
     assert isinstance(got_data, HelpRequestRouted)
     assert got_data.help_request_id == "hr-1"
-    assert list(processed.docs) == [str(event.id)]
-    assert processed.docs[str(event.id)]["consumer"] == "g"
+    assert list(processed.docs) == [f"g:{event.id}"]
+    assert processed.docs[f"g:{event.id}"]["consumer"] == "g"
     assert broker.published == []
 
 
@@ -164,7 +164,7 @@ async def test_transient_failures_are_retried_until_success():
     await c.process(TOPIC, event.to_bytes(), Record(), {"HelpRequestRouted": handler})
 
     assert len(handler.calls) == 3
-    assert list(processed.docs) == [str(event.id)]
+    assert list(processed.docs) == [f"g:{event.id}"]
     assert broker.published == []
 
 
