@@ -118,7 +118,12 @@ class EventConsumer:
         # A DuplicateKeyError means a re-delivery got here first; the handler's guard made it a no-op.
         with suppress(DuplicateKeyError):
             await self.processed.insert_one(
-                {"_id": self.processed_key(event), "type": event.type, "consumer": self.group_id, "at": datetime.now(UTC)}
+                {
+                    "_id": self.processed_key(event),
+                    "type": event.type,
+                    "consumer": self.group_id,
+                    "at": datetime.now(UTC),
+                }
             )
 
     async def dead_letter(self, topic: str, body: bytes, record: Any, reason: str, *, attempts: int) -> None:

@@ -3,7 +3,7 @@ outbox relay, idempotent consumer, credentials, and the FastAPI app with the sha
 conventions. A service's bootstrap builds one ServiceRuntime and adds its own parts."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -44,6 +44,8 @@ class ServiceRuntime:
             on_handled=self.relay.notify,  # events a handler stored go out right away
         )
         self.keys = KeyStore(settings.credential_keys_dir)
+        self._background: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self.authenticated = credential_dependency(self.keys)
 
     async def start(self) -> None:
@@ -56,9 +58,17 @@ class ServiceRuntime:
         await self.relay.ensure_indexes()
         await self.broker.start()
         self.relay.start()
+        self._tasks = [asyncio.create_task(run()) for run in self._background]
         log.info("service started", port=self.settings.port, database=self.settings.database)
 
+    def add_background(self, run: Callable[[], Awaitable[None]]) -> None:
+        """A long-running loop (a scheduler, a delivery worker) started and stopped with the service."""
+        self._background.append(run)
+
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.relay.stop()
         await self.broker.stop()
         await self.mongo.close()
