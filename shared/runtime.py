@@ -3,8 +3,9 @@ outbox relay, idempotent consumer, credentials, and the FastAPI app with the sha
 conventions. A service's bootstrap builds one ServiceRuntime and adds its own parts."""
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -44,7 +45,7 @@ class ServiceRuntime:
             on_handled=self.relay.notify,  # events a handler stored go out right away
         )
         self.keys = KeyStore(settings.credential_keys_dir)
-        self._background: list[Callable[[], Awaitable[None]]] = []
+        self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.authenticated = credential_dependency(self.keys)
 
@@ -61,7 +62,7 @@ class ServiceRuntime:
         self._tasks = [asyncio.create_task(run()) for run in self._background]
         log.info("service started", port=self.settings.port, database=self.settings.database)
 
-    def add_background(self, run: Callable[[], Awaitable[None]]) -> None:
+    def add_background(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A long-running loop (a scheduler, a delivery worker) started and stopped with the service."""
         self._background.append(run)
 
