@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 
 from services.intake.adapters.repository import AlreadyExists, HelpRequestRepository
 from services.intake.domain.model import HelpRequest, RegisterHelpRequest
-from shared.events.catalog import HelpRequested, HelpRequestRouted, QuestionFacts
+from shared.events.catalog import (
+    HelpRequested,
+    HelpRequestRouted,
+    QuestionFacts,
+    ReferralHandoverRead,
+    ReferralOverdue,
+    ReferralStatusChanged,
+)
 from shared.events.envelope import CloudEvent
 from shared.outbox import EventFactory
 
@@ -66,8 +73,27 @@ def _help_requested(hr: HelpRequest) -> HelpRequested:
     )
 
 
-async def on_help_request_routed(event: CloudEvent, data: HelpRequestRouted, *, repo: HelpRequestRepository) -> None:
-    help_request = await repo.get(data.help_request_id, data.library)
+async def _progress(event: CloudEvent, help_request_id: str, library: str, repo: HelpRequestRepository, apply) -> None:
+    """Apply one event from routing to its help request, once (guarded by the event id)."""
+    help_request = await repo.get(help_request_id, library)
     if help_request is None:
-        raise LookupError(f"help request {data.help_request_id} not found")
-    await repo.save_progress(help_request.apply_routing(data.decisions), applied_event=str(event.id))
+        raise LookupError(f"help request {help_request_id} not found")
+    await repo.save_progress(apply(help_request), applied_event=str(event.id))
+
+
+async def on_help_request_routed(event: CloudEvent, data: HelpRequestRouted, *, repo: HelpRequestRepository) -> None:
+    await _progress(event, data.help_request_id, data.library, repo, lambda hr: hr.apply_routing(data.decisions))
+
+
+async def on_referral_status_changed(
+    event: CloudEvent, data: ReferralStatusChanged, *, repo: HelpRequestRepository
+) -> None:
+    await _progress(event, data.help_request_id, data.library, repo, lambda hr: hr.apply_status_change(data))
+
+
+async def on_referral_overdue(event: CloudEvent, data: ReferralOverdue, *, repo: HelpRequestRepository) -> None:
+    await _progress(event, data.help_request_id, data.library, repo, lambda hr: hr.apply_overdue(data))
+
+
+async def on_handover_read(event: CloudEvent, data: ReferralHandoverRead, *, repo: HelpRequestRepository) -> None:
+    await _progress(event, data.help_request_id, data.library, repo, lambda hr: hr.apply_handover_read(data))

@@ -140,24 +140,61 @@ class ReferredToAgency(EventData):
     contact_preference: ContactPreference | None = None
 
 
-class ReferralStatusChanged(EventData):
+class _ReferralFacts(EventData):
+    referral_id: str
+    help_request_id: str
+    question_index: int = Field(ge=0)
+    agency: str
+    library: str
+
+
+class ReferralStatusChanged(_ReferralFacts):
     event_name: ClassVar[str] = "ReferralStatusChanged"
     producer: ClassVar[str] = "routing"
     topic_template: ClassVar[str] = ROUTING
     subject_field: ClassVar[str] = "referral_id"
     summary: ClassVar[str] = "The receiving organisation reported progress on a referral."
 
-    referral_id: str
-    help_request_id: str
-    agency: str
-    library: str
     status: ReferralStatus
     reason: str | None = None
     changed_at: datetime
+    # Increases by one per change of this referral: consumers apply a change only if newer.
+    sequence: int = Field(ge=1)
+
+
+class ReferralOverdue(_ReferralFacts):
+    event_name: ClassVar[str] = "ReferralOverdue"
+    producer: ClassVar[str] = "routing"
+    topic_template: ClassVar[str] = ROUTING
+    subject_field: ClassVar[str] = "referral_id"
+    summary: ClassVar[str] = "A referral passed its organisation's response time without a final status (once)."
+
+    status: ReferralStatus
+    due_at: datetime
+    detected_at: datetime
+
+
+class ReferralHandoverRead(_ReferralFacts):
+    event_name: ClassVar[str] = "ReferralHandoverRead"
+    producer: ClassVar[str] = "routing"
+    topic_template: ClassVar[str] = ROUTING
+    subject_field: ClassVar[str] = "referral_id"
+    summary: ClassVar[str] = "The receiving organisation read a referral's handover (audit trail)."
+
+    read_at: datetime
+    credential_id: str
 
 
 EVENT_TYPES: dict[str, type[EventData]] = {
-    cls.event_name: cls for cls in (HelpRequested, HelpRequestRouted, ReferredToAgency, ReferralStatusChanged)
+    cls.event_name: cls
+    for cls in (
+        HelpRequested,
+        HelpRequestRouted,
+        ReferredToAgency,
+        ReferralStatusChanged,
+        ReferralOverdue,
+        ReferralHandoverRead,
+    )
 }
 
 

@@ -5,9 +5,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
-from services.intake.domain.privacy import contains_bsn
 from shared import reference
-from shared.events.catalog import ContactPreference, QuestionDecision
+from shared.events.catalog import (
+    ContactPreference,
+    QuestionDecision,
+    ReferralHandoverRead,
+    ReferralOverdue,
+    ReferralStatusChanged,
+)
+from shared.privacy import contains_bsn
 
 MAX_QUESTIONS = 10
 MAX_NOTE = 1000
@@ -74,11 +80,31 @@ class RegisterHelpRequest(_Strict):
     location: Slug | None = None
 
 
+class StatusChange(BaseModel):
+    status: str
+    reason: str | None = None
+    at: datetime
+
+
+class HandoverRead(BaseModel):
+    at: datetime
+    by: str
+
+
 class ReferralView(BaseModel):
+    """A referral of this visit as the library sees it, following the events from routing."""
+
     referral_id: str
     organisation: str
     question_index: int
-    status: str
+    status: str = "sent"
+    sequence: int = 1  # of the last status change applied; older or repeated changes are ignored
+    overdue: bool = False
+    history: list[StatusChange] = []
+    handover_reads: list[HandoverRead] = []
+
+
+_CLOSED = {"got_help", "not_eligible", "no_capacity", "no_longer_interested", "referred_elsewhere", "could_not_contact"}
 
 
 class HelpRequest(BaseModel):
@@ -92,14 +118,55 @@ class HelpRequest(BaseModel):
     decisions: list[QuestionDecision] = []
     referrals: list[ReferralView] = []
 
+    def _with(self, decisions: list[QuestionDecision], referrals: list[ReferralView]) -> "HelpRequest":
+        if referrals and all(r.status in _CLOSED for r in referrals):
+            status: Status = "closed"
+        elif referrals:
+            status = "referred"
+        else:
+            status = "routed" if decisions else "received"
+        return self.model_copy(update={"decisions": decisions, "referrals": referrals, "status": status})
+
+    def _referral(self, referral_id: str, organisation: str, question_index: int) -> tuple[ReferralView, list]:
+        others = [r for r in self.referrals if r.referral_id != referral_id]
+        known = next((r for r in self.referrals if r.referral_id == referral_id), None)
+        return known or ReferralView(
+            referral_id=referral_id, organisation=organisation, question_index=question_index
+        ), others
+
     def apply_routing(self, decisions: list[QuestionDecision]) -> "HelpRequest":
-        referrals = [
-            ReferralView(
-                referral_id=d.referral_id, organisation=d.organisation, question_index=d.question_index, status="sent"
-            )
+        # Status events may overtake the routing decision (other key, other partition): keep them.
+        known = {r.referral_id for r in self.referrals}
+        new = [
+            ReferralView(referral_id=d.referral_id, organisation=d.organisation, question_index=d.question_index)
             for d in decisions
-            if d.outcome == "referred" and d.referral_id and d.organisation
+            if d.outcome == "referred" and d.referral_id and d.organisation and d.referral_id not in known
         ]
-        return self.model_copy(
-            update={"decisions": decisions, "referrals": referrals, "status": "referred" if referrals else "routed"}
+        return self._with(decisions, sorted([*self.referrals, *new], key=lambda r: r.question_index))
+
+    def apply_status_change(self, change: ReferralStatusChanged) -> "HelpRequest":
+        referral, others = self._referral(change.referral_id, change.agency, change.question_index)
+        if change.sequence <= referral.sequence:
+            return self  # an older or repeated change
+        updated = referral.model_copy(
+            update={
+                "status": change.status,
+                "sequence": change.sequence,
+                "history": sorted(
+                    [*referral.history, StatusChange(status=change.status, reason=change.reason, at=change.changed_at)],
+                    key=lambda h: h.at,
+                ),
+            }
         )
+        return self._with(self.decisions, sorted([*others, updated], key=lambda r: r.question_index))
+
+    def apply_overdue(self, overdue: ReferralOverdue) -> "HelpRequest":
+        referral, others = self._referral(overdue.referral_id, overdue.agency, overdue.question_index)
+        updated = referral.model_copy(update={"overdue": True})
+        return self._with(self.decisions, sorted([*others, updated], key=lambda r: r.question_index))
+
+    def apply_handover_read(self, read: ReferralHandoverRead) -> "HelpRequest":
+        referral, others = self._referral(read.referral_id, read.agency, read.question_index)
+        reads = [*referral.handover_reads, HandoverRead(at=read.read_at, by=read.agency)]
+        updated = referral.model_copy(update={"handover_reads": reads})
+        return self._with(self.decisions, sorted([*others, updated], key=lambda r: r.question_index))

@@ -1,27 +1,38 @@
-"""Routing cases (one per help request, holding its referrals) and routing rules."""
+"""Routing's own database: routing cases (one per help request), referrals (one document each,
+carrying their own outbox), routing rules and receiving organisations."""
 
-from datetime import UTC, datetime
+from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.routing.domain.model import RoutingRules
+from services.routing.domain.referral import FINAL, Referral, StatusChange
 from shared import reference
-from shared.events.catalog import HelpRequestRouted, ReferredToAgency
-from shared.outbox import PendingEvent, with_outbox
+from shared.events.catalog import HelpRequestRouted
+from shared.outbox import PendingEvent, outbox_update, with_outbox
 
 CASES = "routing_cases"
+REFERRALS = "referrals"
 RULES = "routing_rules"
 ORGANISATIONS = "organisations"
 
 
+class ConcurrentChange(Exception):
+    """The referral changed since it was read; the caller reads it again."""
+
+
 class RoutingRepository(Protocol):
     async def rules(self) -> RoutingRules: ...
-    async def add_case(
-        self, routed: HelpRequestRouted, referrals: list[ReferredToAgency], events: list[PendingEvent]
-    ) -> bool: ...
-    async def referral(self, referral_id: str) -> dict[str, Any] | None: ...
+    async def response_time(self, organisation: str) -> timedelta: ...
+    async def add_referrals(self, referrals: list[Referral]) -> None: ...
+    async def add_case(self, routed: HelpRequestRouted, events: list[PendingEvent]) -> bool: ...
+    async def referral(self, referral_id: str) -> Referral | None: ...
+    async def save_referral(self, referral: Referral, *, expected_version: int, events: list[PendingEvent]) -> None: ...
+    async def record_read(self, referral_id: str, read: dict[str, Any], event: PendingEvent) -> None: ...
+    async def due_referrals(self, now: datetime, limit: int) -> list[Referral]: ...
     async def all_organisations(self) -> list[dict[str, Any]]: ...
 
 
@@ -37,14 +48,33 @@ def default_rules() -> list[dict[str, Any]]:
     return docs
 
 
+def _referral_document(referral: Referral) -> dict[str, Any]:
+    doc = asdict(referral)
+    doc["_id"] = doc.pop("referral_id")
+    doc["history"] = list(doc["history"])
+    return doc
+
+
+def _referral(doc: dict[str, Any]) -> Referral:
+    fields = {k: v for k, v in doc.items() if k in Referral.__dataclass_fields__}
+    fields["history"] = tuple(StatusChange(**h) for h in doc.get("history", []))
+    return Referral(referral_id=doc["_id"], **fields)
+
+
+_STATE = ("status", "version", "due_at", "paused_at", "overdue_notified", "history")
+
+
 class MongoRoutingRepository:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, default_response_time: timedelta) -> None:
         self.cases = db[CASES]
+        self.referrals = db[REFERRALS]
         self.rule_docs = db[RULES]
         self.organisations = db[ORGANISATIONS]
+        self.default_response_time = default_response_time
 
     async def prepare(self) -> None:
-        await self.cases.create_index("referrals.referral_id")
+        await self.referrals.create_index([("agency", 1), ("sent_at", -1)])
+        await self.referrals.create_index("due_at")
         # Seed the defaults once; what is edited later in the database is left as it is.
         for code, name in reference.AGENCIES.items():
             org = {"_id": code, "name": name, "kind": "agency"}
@@ -52,33 +82,59 @@ class MongoRoutingRepository:
         for rule in default_rules():
             await self.rule_docs.update_one({"_id": rule["_id"]}, {"$setOnInsert": rule}, upsert=True)
 
-    async def all_organisations(self) -> list[dict[str, Any]]:
-        cursor = self.organisations.find({}).sort("_id", 1)
-        return [{"code": d["_id"], "name": d["name"], "kind": d["kind"]} async for d in cursor]
-
     async def rules(self) -> RoutingRules:
         docs = [d async for d in self.rule_docs.find({})]
         return RoutingRules({(d["theme"], d.get("subtheme")): d.get("organisation") for d in docs})
 
-    async def add_case(
-        self, routed: HelpRequestRouted, referrals: list[ReferredToAgency], events: list[PendingEvent]
-    ) -> bool:
-        now = datetime.now(UTC)
-        doc = {
-            "_id": routed.help_request_id,
-            "library": routed.library,
-            "decisions": [d.model_dump() for d in routed.decisions],
-            "referrals": [{**r.model_dump(), "status": "sent", "sent_at": now} for r in referrals],
-            "routed_at": now,
-        }
+    async def response_time(self, organisation: str) -> timedelta:
+        doc = await self.organisations.find_one({"_id": organisation}, {"response_hours": 1})
+        hours = (doc or {}).get("response_hours")
+        return timedelta(hours=hours) if hours else self.default_response_time
+
+    async def all_organisations(self) -> list[dict[str, Any]]:
+        cursor = self.organisations.find({}).sort("_id", 1)
+        return [
+            {"code": d["_id"], "name": d["name"], "kind": d["kind"], "response_hours": d.get("response_hours")}
+            async for d in cursor
+        ]
+
+    async def add_referrals(self, referrals: list[Referral]) -> None:
+        # $setOnInsert: a replay of the same help request leaves existing referrals untouched.
+        for referral in referrals:
+            doc = _referral_document(referral)
+            await self.referrals.update_one({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True)
+
+    async def add_case(self, routed: HelpRequestRouted, events: list[PendingEvent]) -> bool:
+        """The commit point of routing a help request: the case and all its events in one write."""
+        doc = {"_id": routed.help_request_id, "library": routed.library, **routed.model_dump(mode="python")}
         try:
             await self.cases.insert_one(with_outbox(doc, events))
         except DuplicateKeyError:
             return False  # routed before: a re-delivered HelpRequested has no second effect
         return True
 
-    async def referral(self, referral_id: str) -> dict[str, Any] | None:
-        case = await self.cases.find_one({"referrals.referral_id": referral_id}, {"referrals": 1})
-        if not case:
-            return None
-        return next(r for r in case["referrals"] if r["referral_id"] == referral_id)
+    async def referral(self, referral_id: str) -> Referral | None:
+        doc = await self.referrals.find_one({"_id": referral_id}, {"outbox": 0, "reads": 0})
+        return _referral(doc) if doc else None
+
+    async def save_referral(self, referral: Referral, *, expected_version: int, events: list[PendingEvent]) -> None:
+        doc = _referral_document(referral)
+        update = outbox_update(events)
+        update["$set"] |= {k: doc[k] for k in _STATE}
+        result = await self.referrals.update_one({"_id": referral.referral_id, "version": expected_version}, update)
+        if result.matched_count == 0:
+            raise ConcurrentChange(referral.referral_id)
+
+    async def record_read(self, referral_id: str, read: dict[str, Any], event: PendingEvent) -> None:
+        update = outbox_update([event])
+        update["$push"]["reads"] = read
+        await self.referrals.update_one({"_id": referral_id}, update)
+
+    async def reads(self, referral_id: str) -> list[dict[str, Any]]:
+        doc = await self.referrals.find_one({"_id": referral_id}, {"reads": 1})
+        return (doc or {}).get("reads", [])
+
+    async def due_referrals(self, now: datetime, limit: int = 500) -> list[Referral]:
+        query = {"due_at": {"$lte": now}, "overdue_notified": False, "paused_at": None, "status": {"$nin": list(FINAL)}}
+        cursor = self.referrals.find(query, {"outbox": 0, "reads": 0}).limit(limit)
+        return [_referral(d) async for d in cursor]

@@ -1,18 +1,35 @@
-"""Routing's HTTP API for agencies: the handover of a referral (the CloudEvent's dataref)."""
+"""Routing's HTTP API for agencies: the handover of a referral (the CloudEvent's dataref), the
+status reports that close the loop, and the list of their referrals."""
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.routing.adapters.repository import RoutingRepository
+from services.routing import handlers
+from services.routing.adapters.repository import ConcurrentChange, RoutingRepository
+from services.routing.domain.referral import InvalidTransition, Referral
 from shared.auth import Principal
+from shared.events.catalog import ReferralStatus
 from shared.http import Problem
+from shared.outbox import EventFactory, OutboxRelay
+from shared.privacy import contains_bsn
 
 HANDOVER_PATH = "/v1/referrals/{referral_id}"
 
 
-class Handover(BaseModel):
+class StatusChangeView(BaseModel):
+    status: str
+    reason: str | None
+    at: datetime
+    by: str
+
+
+class ReferralView(BaseModel):
+    """A referral as its receiving organisation sees it: the handover."""
+
     referral_id: str
     help_request_id: str
     agency: str
@@ -21,15 +38,44 @@ class Handover(BaseModel):
     subtheme: str | None
     contact_preference: str | None
     status: str
+    sent_at: datetime
+    due_at: datetime | None
+    history: list[StatusChangeView]
+
+    @classmethod
+    def of(cls, referral: Referral) -> "ReferralView":
+        return cls.model_validate(referral, from_attributes=True)
+
+
+class StatusReport(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    status: ReferralStatus
+    reason: str | None = Field(default=None, max_length=500)
+
+    @field_validator("reason")
+    @classmethod
+    def _no_bsn(cls, reason: str | None) -> str | None:
+        if reason and contains_bsn(reason):
+            raise ValueError("contains what looks like a BSN; the IDO may not process a BSN, leave it out")
+        return reason
 
 
 class Organisation(BaseModel):
     code: str
     name: str
     kind: str
+    response_hours: int | None = None
 
 
-def build_router(*, authenticated, repo: RoutingRepository) -> APIRouter:
+def build_router(
+    *,
+    authenticated,
+    repo: RoutingRepository,
+    events: EventFactory,
+    relay: OutboxRelay,
+    clock: Callable[[], datetime],
+) -> APIRouter:
     router = APIRouter()
     Caller = Annotated[Principal, Depends(authenticated)]
 
@@ -38,13 +84,30 @@ def build_router(*, authenticated, repo: RoutingRepository) -> APIRouter:
         """The organisations that receive referrals: the agencies and, as added, local partners."""
         return [Organisation(**org) for org in await repo.all_organisations()]
 
-    @router.get(HANDOVER_PATH, response_model=Handover, tags=["referrals"])
-    async def handover(referral_id: str, caller: Caller) -> Handover:
-        """The handover of a warm referral, for the receiving agency only."""
-        referral = await repo.referral(referral_id)
-        # Any other caller gets 404: a referral's existence is not revealed to other agencies.
-        if referral is None or caller.role != "agency" or referral["agency"] != caller.organisation:
-            raise Problem(404, "Referral not found")
-        return Handover.model_validate(referral)
+    @router.get(HANDOVER_PATH, response_model=ReferralView, tags=["referrals"])
+    async def handover(referral_id: str, caller: Caller) -> ReferralView:
+        """The handover of a warm referral, for the receiving agency only; every read is recorded."""
+        try:
+            referral = await handlers.read_handover(referral_id, caller=caller, repo=repo, events=events, now=clock())
+        except handlers.NotFound:
+            raise Problem(404, "Referral not found") from None
+        relay.notify()
+        return ReferralView.of(referral)
+
+    @router.post(f"{HANDOVER_PATH}/status", response_model=ReferralView, tags=["referrals"])
+    async def report_status(referral_id: str, report: StatusReport, caller: Caller) -> ReferralView:
+        """The receiving agency reports progress; the library sees it on the help request."""
+        try:
+            referral = await handlers.report_status(
+                referral_id, report.status, report.reason, caller=caller, repo=repo, events=events, now=clock()
+            )
+        except handlers.NotFound:
+            raise Problem(404, "Referral not found") from None
+        except InvalidTransition as exc:
+            raise Problem(409, "Status change not allowed", str(exc)) from None
+        except ConcurrentChange:
+            raise Problem(409, "Referral changed meanwhile", "read it again and retry") from None
+        relay.notify()
+        return ReferralView.of(referral)
 
     return router

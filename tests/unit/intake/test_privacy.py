@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.intake.domain.privacy import contains_bsn, passes_elfproef
+from shared.privacy import contains_bsn, passes_elfproef
 
 
 def make_bsn(prefix: str) -> str | None:

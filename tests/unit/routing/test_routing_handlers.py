@@ -1,12 +1,12 @@
 """Routing's on_help_requested against an in-memory repository (no database)."""
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 from services.routing import handlers
 from services.routing.adapters.repository import default_rules
 from services.routing.domain.model import RoutingRules, referral_id
-from shared.events.catalog import HelpRequested, HelpRequestRouted, QuestionFacts, ReferredToAgency
+from services.routing.domain.referral import Referral
+from shared.events.catalog import HelpRequested, HelpRequestRouted, QuestionFacts
 from shared.outbox import EventFactory, PendingEvent
 
 OIN = "00000001003214345000"
@@ -16,19 +16,21 @@ HANDOVER = "http://routing/v1/referrals/{referral_id}"
 class FakeRoutingRepository:
     def __init__(self) -> None:
         self._rules = RoutingRules({(d["theme"], d["subtheme"]): d["organisation"] for d in default_rules()})
-        self.cases: list[tuple[HelpRequestRouted, list[ReferredToAgency], list[PendingEvent]]] = []
+        self.cases: list[tuple[HelpRequestRouted, list[Referral], list[PendingEvent]]] = []
+        self._referrals: list[Referral] = []
 
     async def rules(self) -> RoutingRules:
         return self._rules
 
-    async def add_case(
-        self, routed: HelpRequestRouted, referrals: list[ReferredToAgency], events: list[PendingEvent]
-    ) -> bool:
-        self.cases.append((routed, list(referrals), list(events)))
-        return True
+    async def response_time(self, organisation: str) -> timedelta:
+        return timedelta(days=5)
 
-    async def referral(self, referral_id: str) -> dict[str, Any] | None:
-        return None
+    async def add_referrals(self, referrals: list[Referral]) -> None:
+        self._referrals = list(referrals)
+
+    async def add_case(self, routed: HelpRequestRouted, events: list[PendingEvent]) -> bool:
+        self.cases.append((routed, self._referrals, list(events)))
+        return True
 
 
 def help_requested(*, consent: bool) -> HelpRequested:
@@ -60,6 +62,7 @@ async def route(data: HelpRequested, repo: FakeRoutingRepository, event=None) ->
         repo=repo,
         events=EventFactory(service="routing", oin=OIN, base_url="http://routing"),
         handover_url=HANDOVER,
+        now=datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
     )
 
 
