@@ -13,10 +13,11 @@ import json
 import sys
 from pathlib import Path
 
-from shared import reference
-from shared.auth import KeyStore, Role, issue_credential
+from shared import credentials, reference
+from shared.auth import KeyStore, Role
 from shared.events import asyncapi, catalog
-from shared.kafka import apply_topics
+from shared.kafka import apply_platform_topics
+from shared.outbox import EventFactory
 from shared.settings import InfraSettings
 
 
@@ -31,9 +32,35 @@ def _keys_create(args: argparse.Namespace, settings: InfraSettings) -> int:
     if org not in known:
         print(f"ido: unknown {role} code '{org}'; known: {', '.join(known)}", file=sys.stderr)
         return 2
-    credential_id, token = issue_credential(KeyStore(settings.credential_keys_dir), role, org)
+    credential_id, token = asyncio.run(
+        credentials.create(
+            settings.kafka_bootstrap_servers, _events(settings), KeyStore(settings.credential_keys_dir), role, org
+        )
+    )
     print(f"ido: credential {credential_id} for {role} {org}; keep it secret", file=sys.stderr)
     print(token)
+    return 0
+
+
+def _events(settings: InfraSettings) -> EventFactory:
+    return EventFactory(service="ido-cli", oin=settings.oin, base_url="")
+
+
+def _keys_revoke(args: argparse.Namespace, settings: InfraSettings) -> int:
+    revoked = asyncio.run(credentials.revoke(settings.kafka_bootstrap_servers, _events(settings), args.credential_id))
+    if revoked is None:
+        print(f"ido: no credential {args.credential_id} was ever issued", file=sys.stderr)
+        return 1
+    print(f"ido: revoked {args.credential_id} ({revoked['role']} {revoked['organisation']})", file=sys.stderr)
+    return 0
+
+
+def _keys_list(_: argparse.Namespace, settings: InfraSettings) -> int:
+    issued = asyncio.run(credentials.registry(settings.kafka_bootstrap_servers))
+    print(f"{'credential':36}  {'role':7}  {'organisation':22}  {'issued':20}  revoked")
+    for credential_id, c in sorted(issued.items(), key=lambda kv: kv[1].get("issued_at", "")):
+        issued_at, revoked_at = c.get("issued_at", "?")[:19], c.get("revoked_at", "-")[:19]
+        print(f"{credential_id:36}  {c['role']:7}  {c['organisation']:22}  {issued_at:20}  {revoked_at}")
     return 0
 
 
@@ -45,11 +72,7 @@ def _keys_rotate(_: argparse.Namespace, settings: InfraSettings) -> int:
 
 def _topics_apply(_: argparse.Namespace, settings: InfraSettings) -> int:
     topics = catalog.all_topics()
-    created = asyncio.run(
-        apply_topics(
-            settings.kafka_bootstrap_servers, topics, settings.kafka_topic_partitions, settings.kafka_replication_factor
-        )
-    )
+    created = asyncio.run(apply_platform_topics(settings))
     print(f"ido: {len(topics)} topics present, {len(created)} created", file=sys.stderr)
     for topic in created:
         print(f"  created {topic}", file=sys.stderr)
@@ -81,6 +104,10 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--agency", metavar="CODE")
     who.add_argument("--kb", action="store_true", help="a credential for KB staff")
     create.set_defaults(run=_keys_create)
+    revoke = keys.add_parser("revoke", help="revoke a credential on every service")
+    revoke.add_argument("credential_id")
+    revoke.set_defaults(run=_keys_revoke)
+    keys.add_parser("list", help="issued credentials, without secrets").set_defaults(run=_keys_list)
     keys.add_parser("rotate", help="sign new credentials with a new key").set_defaults(run=_keys_rotate)
 
     topics = sub.add_parser("topics", help="Kafka topics").add_subparsers(dest="action", required=True)

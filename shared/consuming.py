@@ -62,10 +62,18 @@ class EventConsumer:
 
     def subscribe(self, topic: str, handlers: dict[str, Handler]) -> None:
         """Route the event types named in `handlers` on `topic`; other types are skipped."""
+        self.subscribe_many({topic: handlers})
 
-        @self.broker.subscriber(topic, group_id=self.group_id, auto_offset_reset="earliest", decoder=_raw_body)
+    def subscribe_many(self, handlers_by_topic: dict[str, dict[str, Handler]]) -> None:
+        """One Kafka subscriber (one group member) for several topics: a member per topic would
+        make every start wait for a rebalance per member."""
+
+        @self.broker.subscriber(
+            *handlers_by_topic, group_id=self.group_id, auto_offset_reset="earliest", decoder=_raw_body
+        )
         async def consume(body: bytes, msg: KafkaMessage) -> None:
-            await self.process(topic, body, msg.raw_message, handlers)
+            record: Any = msg.raw_message  # one ConsumerRecord: these subscribers do not batch
+            await self.process(record.topic, body, record, handlers_by_topic[record.topic])
 
     async def process(self, topic: str, body: bytes, record: Any, handlers: dict[str, Handler]) -> None:
         try:

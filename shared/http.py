@@ -2,7 +2,9 @@
 invalid field, an `API-Version` header, a body size limit, bearer credentials, and the
 /healthz and /readyz endpoints."""
 
-from collections.abc import Awaitable, Callable
+import math
+import time
+from collections.abc import Awaitable, Callable, Container
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -127,8 +129,31 @@ def require_json(request: Request) -> None:
         raise Problem(415, "Unsupported media type", "send the body as application/json")
 
 
-def credential_dependency(store: KeyStore) -> Callable[..., Principal]:
-    """A FastAPI dependency that answers 401 (problem+json) unless a valid credential is sent."""
+class RateLimiter:
+    """A token bucket per credential: `rate` requests per second on average, bursts up to `burst`.
+    Per service instance, in memory: a limit against runaway clients, not a quota ledger."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # credential -> (tokens, last refill)
+
+    def retry_after(self, key: str) -> int:
+        """Take one token; 0 if allowed, else the whole seconds to wait before the next try."""
+        now = self.clock()
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens >= 1:
+            self._buckets[key] = (tokens - 1, now)
+            return 0
+        self._buckets[key] = (tokens, now)
+        return max(1, math.ceil((1 - tokens) / self.rate))
+
+
+def credential_dependency(
+    store: KeyStore, revoked: Container[str] = (), limiter: RateLimiter | None = None
+) -> Callable[..., Principal]:
+    """A FastAPI dependency that answers 401 (problem+json) unless a valid, unrevoked credential
+    is sent, and 429 with Retry-After when that credential exceeds its rate."""
 
     def authenticate(
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -136,9 +161,14 @@ def credential_dependency(store: KeyStore) -> Callable[..., Principal]:
         if creds is None:
             raise Problem(401, "Credential required", "send Authorization: Bearer <credential>")
         try:
-            return verify_credential(store, creds.credentials)
+            principal = verify_credential(store, creds.credentials)
         except InvalidCredential:
             raise Problem(401, "Invalid credential") from None
+        if principal.credential_id in revoked:
+            raise Problem(401, "Credential revoked")
+        if limiter is not None and (wait := limiter.retry_after(principal.credential_id)):
+            raise Problem(429, "Too many requests", f"retry after {wait} s", headers={"Retry-After": str(wait)})
+        return principal
 
     return authenticate
 

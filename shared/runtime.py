@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 
 from shared.auth import KeyStore
 from shared.consuming import EventConsumer
+from shared.credentials import RevocationList
 from shared.events import asyncapi, catalog
-from shared.http import Problem, credential_dependency, health_router, install_conventions
-from shared.kafka import apply_topics, make_broker, publish_event
+from shared.http import Problem, RateLimiter, credential_dependency, health_router, install_conventions
+from shared.kafka import apply_platform_topics, make_broker, publish_event
 from shared.logging import configure_logging, get_logger
 from shared.mongo import connect, ping
 from shared.outbox import EventFactory, OutboxRelay
@@ -47,15 +48,13 @@ class ServiceRuntime:
         self.keys = KeyStore(settings.credential_keys_dir)
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self.authenticated = credential_dependency(self.keys)
+        self.revocations = RevocationList()
+        self.revocations.follow(self.broker)
+        self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self.authenticated = credential_dependency(self.keys, self.revocations, self.limiter)
 
     async def start(self) -> None:
-        await apply_topics(
-            self.settings.kafka_bootstrap_servers,
-            catalog.all_topics(),
-            self.settings.kafka_topic_partitions,
-            self.settings.kafka_replication_factor,
-        )
+        await apply_platform_topics(self.settings)
         await self.relay.ensure_indexes()
         await self.broker.start()
         self.relay.start()

@@ -24,6 +24,8 @@ class InfraSettings(BaseSettings):
     kafka_replication_factor: int = Field(1, ge=1, validation_alias="IDO_TOPIC_REPLICATION")
     # Directory of Ed25519 keys: *.pub verify credentials (rotation = add a key), *.key sign them.
     credential_keys_dir: Path = Field(REPO_ROOT / ".local" / "credentials", validation_alias="IDO_CREDENTIAL_KEYS_DIR")
+    # Organisation identification number in the CloudEvent source URN (NL GOV profile).
+    oin: str = Field("00000001003214345000", pattern=r"^[0-9]{20}$", validation_alias="IDO_OIN")
 
 
 class ServiceSettings(InfraSettings):
@@ -35,12 +37,13 @@ class ServiceSettings(InfraSettings):
     # Base URL under which this service is reachable by others (dataref and schema links).
     public_base_url: str = ""
     database: str = ""
-    # Organisation identification number in the CloudEvent source URN (NL GOV profile).
-    oin: str = Field("00000001003214345000", pattern=r"^[0-9]{20}$", validation_alias="IDO_OIN")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     # Consumer: attempts for a failing event before it is dead-lettered, and the first backoff.
     consumer_max_attempts: int = Field(4, ge=1, validation_alias="IDO_CONSUMER_MAX_ATTEMPTS")
     consumer_backoff_seconds: float = Field(0.2, ge=0, validation_alias="IDO_CONSUMER_BACKOFF_SECONDS")
+    # Per credential and service instance: average requests per second, and the burst allowed.
+    rate_limit_per_second: float = Field(20.0, gt=0, validation_alias="IDO_RATE_LIMIT_PER_SECOND")
+    rate_limit_burst: int = Field(100, ge=1, validation_alias="IDO_RATE_LIMIT_BURST")
     # Outbox relay: how often it looks for unpublished events when nothing woke it.
     outbox_poll_seconds: float = Field(1.0, gt=0, validation_alias="IDO_OUTBOX_POLL_SECONDS")
 

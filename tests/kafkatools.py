@@ -4,8 +4,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from shared.kafka import topic_partitions
 
 
 class TopicReader:
@@ -18,13 +19,7 @@ class TopicReader:
 
     async def start(self, *, from_end: bool) -> "TopicReader":
         await self.consumer.start()
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            (described,) = await admin.describe_topics([self.topic])
-        finally:
-            await admin.close()
-        tps = [TopicPartition(self.topic, p["partition"]) for p in described["partitions"]]
+        tps = await topic_partitions(self.bootstrap, self.topic)
         assert tps, f"topic {self.topic} has no partitions"
         self.consumer.assign(tps)
         if from_end:

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from services.routing import handlers
 from services.routing.adapters.repository import CASES, REFERRALS, MongoRoutingRepository
-from services.routing.entrypoints import consumers, http
+from services.routing.entrypoints import consumers, http, webhooks
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, service_settings
@@ -58,4 +58,5 @@ def build_app(settings: RoutingSettings | None = None, clock: Callable[[], datet
             authenticated=runtime.authenticated, repo=repo, events=runtime.events, relay=runtime.relay, clock=clock
         )
     )
+    webhooks.install(runtime, app, settings)
     return app

@@ -18,6 +18,9 @@ ROUTING = "ido.routing.v1"
 COURSES = "ido.courses.v1"
 SUBSIDY = "ido.subsidy.v1"
 LIBRARIES = "ido.libraries.v1"
+# Credentials issued and revoked; compacted (key = credential id), read whole by every instance.
+CREDENTIALS = "ido.credentials.v1"
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {CREDENTIALS: {"cleanup.policy": "compact"}}
 
 
 def referral_topic(agency: str) -> str:
@@ -31,7 +34,7 @@ def dlq_topic(topic: str) -> str:
 
 def all_topics(agencies: list[str] | None = None) -> list[str]:
     agencies = agencies if agencies is not None else list(reference.AGENCIES)
-    base = [HELP_REQUESTS, ROUTING, COURSES, SUBSIDY, LIBRARIES] + [referral_topic(a) for a in agencies]
+    base = [HELP_REQUESTS, ROUTING, COURSES, SUBSIDY, LIBRARIES, CREDENTIALS] + [referral_topic(a) for a in agencies]
     return [t for topic in base for t in (topic, dlq_topic(topic))]
 
 
@@ -185,6 +188,33 @@ class ReferralHandoverRead(_ReferralFacts):
     credential_id: str
 
 
+class CredentialIssued(EventData):
+    event_name: ClassVar[str] = "CredentialIssued"
+    producer: ClassVar[str] = "ido-cli"
+    topic_template: ClassVar[str] = CREDENTIALS
+    subject_field: ClassVar[str] = "credential_id"
+    summary: ClassVar[str] = "An operator issued an API credential (never the secret itself)."
+
+    credential_id: str
+    role: Literal["library", "agency", "kb"]
+    organisation: str
+    key_id: str
+    issued_at: datetime
+
+
+class CredentialRevoked(EventData):
+    event_name: ClassVar[str] = "CredentialRevoked"
+    producer: ClassVar[str] = "ido-cli"
+    topic_template: ClassVar[str] = CREDENTIALS
+    subject_field: ClassVar[str] = "credential_id"
+    summary: ClassVar[str] = "An operator revoked an API credential; every service refuses it from then on."
+
+    credential_id: str
+    role: Literal["library", "agency", "kb"]
+    organisation: str
+    revoked_at: datetime
+
+
 EVENT_TYPES: dict[str, type[EventData]] = {
     cls.event_name: cls
     for cls in (
@@ -194,6 +224,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         ReferralStatusChanged,
         ReferralOverdue,
         ReferralHandoverRead,
+        CredentialIssued,
+        CredentialRevoked,
     )
 }
 

@@ -1,0 +1,108 @@
+"""Issuing and revoking credentials, and distributing revocations to every service.
+
+Issue and revoke are facts on the compacted topic `ido.credentials.v1` (never the secret).
+Every service instance reads that topic whole, without a consumer group, and keeps the set of
+revoked credential ids in memory, so it can refuse a revoked credential without reading
+another service's database."""
+
+import json
+from datetime import UTC, datetime
+
+import jwt
+from aiokafka import AIOKafkaConsumer
+from faststream.kafka import KafkaBroker
+from faststream.middlewares import AckPolicy
+
+from shared.auth import KeyStore, Role, issue_credential
+from shared.events import catalog
+from shared.events.envelope import parse_event
+from shared.kafka import make_broker, publish_event, topic_partitions
+from shared.logging import get_logger
+from shared.outbox import EventFactory
+
+log = get_logger(__name__)
+
+
+class RevocationList:
+    def __init__(self) -> None:
+        self.revoked: set[str] = set()
+
+    def __contains__(self, credential_id: object) -> bool:
+        return credential_id in self.revoked
+
+    def follow(self, broker: KafkaBroker) -> None:
+        """Subscribe without a group: each instance reads every partition from the start."""
+
+        async def raw(msg) -> bytes:  # type: ignore[no-untyped-def]
+            return msg.body
+
+        @broker.subscriber(
+            catalog.CREDENTIALS, group_id=None, auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw
+        )
+        async def on_credential_event(body: bytes) -> None:
+            try:
+                event = parse_event(body)
+            except ValueError:
+                log.error("unreadable record on the credentials topic ignored")
+                return
+            if event.name == catalog.CredentialRevoked.event_name:
+                self.revoked.add(catalog.CredentialRevoked.model_validate(event.data).credential_id)
+
+
+async def _publish(bootstrap: str, events: EventFactory, data: catalog.EventData) -> None:
+    broker = make_broker(bootstrap, client_id="ido-cli")
+    await broker.start()
+    try:
+        pending = events.create(data, correlation_id=None)
+        await publish_event(broker, pending.event, pending.topic)
+    finally:
+        await broker.stop()
+
+
+async def create(
+    bootstrap: str, events: EventFactory, store: KeyStore, role: Role, organisation: str
+) -> tuple[str, str]:
+    """Issue a credential and record the fact; only once the broker has it is the token returned."""
+    credential_id, token = issue_credential(store, role, organisation)
+    kid = jwt.get_unverified_header(token)["kid"]
+    issued = catalog.CredentialIssued(
+        credential_id=credential_id, role=role, organisation=organisation, key_id=kid, issued_at=datetime.now(UTC)
+    )
+    await _publish(bootstrap, events, issued)
+    return credential_id, token
+
+
+async def registry(bootstrap: str) -> dict[str, dict]:
+    """Every credential ever issued, with its revocation if any: the topic read to its end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = await topic_partitions(bootstrap, catalog.CREDENTIALS)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        credentials: dict[str, dict] = {}
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    event = json.loads(record.value)
+                    entry = credentials.setdefault(event["data"]["credential_id"], {})
+                    entry |= event["data"]
+        return credentials
+    finally:
+        await consumer.stop()
+
+
+async def revoke(bootstrap: str, events: EventFactory, credential_id: str) -> dict | None:
+    """Revoke a credential by id; returns what was revoked, or None if it was never issued."""
+    known = (await registry(bootstrap)).get(credential_id)
+    if known is None:
+        return None
+    revoked = catalog.CredentialRevoked(
+        credential_id=credential_id,
+        role=known["role"],
+        organisation=known["organisation"],
+        revoked_at=datetime.now(UTC),
+    )
+    await _publish(bootstrap, events, revoked)
+    return known

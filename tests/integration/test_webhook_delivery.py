@@ -1,0 +1,266 @@
+"""Webhook subscriptions and deliveries on the real database, to a real HTTP receiver on
+127.0.0.1, and the Kafka path that queues them. Time is passed explicitly: no waiting out
+backoffs."""
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from services.routing import webhook_handlers
+from services.routing.adapters.webhooks import HttpWebhookSender, MongoWebhookRepository
+from services.routing.entrypoints.webhooks import DeliveryWorker, WebhookSettings, agency_handlers
+from shared.consuming import EventConsumer
+from shared.events.catalog import ReferredToAgency
+from shared.kafka import make_broker, publish_event
+from shared.outbox import EventFactory
+from tests.kafkatools import eventually
+
+pytestmark = pytest.mark.infra
+
+ORIGIN = "routing.ido.test"
+AGENCY = "belastingdienst"
+TOKEN = "agency-secret-token-0123456789"
+T0 = datetime(2026, 11, 30, 9, 0, 0, tzinfo=UTC)  # whole seconds: the database keeps milliseconds
+FACTORY = EventFactory(service="routing", oin="00000001003214345000", base_url="http://127.0.0.1:8002")
+
+
+class Receiver:
+    """An agency's webhook endpoint: answers the handshake with `allowed_origin` (no header if
+    None) and successive POSTs with the scripted (status, headers), then 200."""
+
+    def __init__(self, *, allowed_origin: str | None = ORIGIN, answers: list[tuple[int, dict]] = ()) -> None:
+        self.allowed_origin = allowed_origin
+        self.answers = list(answers)
+        self.handshakes: list[dict[str, str]] = []
+        self.posts: list[tuple[dict[str, str], bytes]] = []
+
+    async def endpoint(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            self.handshakes.append(dict(request.headers))
+            allowed = {"WebHook-Allowed-Origin": self.allowed_origin} if self.allowed_origin else {}
+            return Response(status_code=200, headers={"Allow": "POST", **allowed})
+        self.posts.append((dict(request.headers), await request.body()))
+        status, headers = self.answers.pop(0) if self.answers else (200, {})
+        return Response(status_code=status, headers=headers)
+
+
+@asynccontextmanager
+async def serving(receiver: Receiver) -> AsyncIterator[str]:
+    """Run `receiver` on an ephemeral port; yield its callback URL."""
+    app = Starlette(routes=[Route("/hook", receiver.endpoint, methods=["OPTIONS", "POST"])])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        assert server.started, "the test receiver did not start"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def free_port_url() -> str:
+    """A URL on which nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+
+
+@pytest.fixture
+async def repo(db) -> MongoWebhookRepository:
+    repository = MongoWebhookRepository(db)
+    await repository.prepare()
+    return repository
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[HttpWebhookSender]:
+    http = HttpWebhookSender(timeout_seconds=2)
+    yield http
+    await http.aclose()
+
+
+def referral(referral_id: str = "ref-1"):
+    data = ReferredToAgency(
+        referral_id=referral_id,
+        help_request_id="hr-1",
+        agency=AGENCY,
+        library="venlo",
+        theme="toeslagen",
+        subtheme="huurtoeslag",
+        contact_preference="phone",
+    )
+    return FACTORY.create(data, correlation_id="corr-1", dataref=f"http://127.0.0.1:8002/v1/referrals/{referral_id}")
+
+
+async def register(url: str, repo, sender, event_types: list[str] | None = None):
+    return await webhook_handlers.register_subscription(
+        agency=AGENCY,
+        callback_url=url,
+        bearer_token=TOKEN,
+        event_types=event_types or [],
+        repo=repo,
+        sender=sender,
+        origin=ORIGIN,
+    )
+
+
+async def deliver(repo, sender, now: datetime, **options) -> int:
+    return await webhook_handlers.deliver_due(now, repo=repo, sender=sender, **options)
+
+
+async def test_registration_sends_the_handshake_before_storing(repo, sender):
+    receiver = Receiver(allowed_origin="*")
+    async with serving(receiver) as url:
+        subscription = await register(url, repo, sender)
+    assert [h["webhook-request-origin"] for h in receiver.handshakes] == [ORIGIN]
+    stored = await repo.subscription(subscription.id)
+    assert (stored.agency, stored.callback_url, stored.status, stored.bearer_token) == (AGENCY, url, "active", TOKEN)
+
+
+@pytest.mark.parametrize("allowed_origin", [None, "someone-else.example"])
+async def test_a_receiver_that_refuses_the_handshake_is_not_subscribed(repo, sender, db, allowed_origin):
+    async with serving(Receiver(allowed_origin=allowed_origin)) as url:
+        with pytest.raises(webhook_handlers.SubscriptionRefused, match="WebHook-Allowed-Origin"):
+            await register(url, repo, sender)
+    with pytest.raises(webhook_handlers.SubscriptionRefused, match="could not be reached"):
+        await register(free_port_url(), repo, sender)
+    assert await db.webhook_subscriptions.count_documents({}) == 0
+
+
+async def test_a_delivery_is_retried_until_the_receiver_takes_it(repo, sender):
+    receiver = Receiver(answers=[(503, {}), (429, {"Retry-After": "1"})])
+    pending = referral()
+    async with serving(receiver) as url:
+        subscription = await register(url, repo, sender)
+        assert await webhook_handlers.on_agency_event(pending.event, pending.topic, agency=AGENCY, repo=repo, now=T0)
+
+        assert await deliver(repo, sender, T0) == 1  # 503: back off 1 s
+        (first,) = await repo.deliveries(subscription.id)
+        assert (first.status, first.attempts, first.last_status_code) == ("pending", 1, 503)
+        assert first.next_attempt_at == T0 + timedelta(seconds=1)
+        assert await deliver(repo, sender, T0 + timedelta(milliseconds=999)) == 0  # not due yet
+
+        assert await deliver(repo, sender, T0 + timedelta(seconds=1)) == 1  # 429, Retry-After: 1
+        (second,) = await repo.deliveries(subscription.id)
+        assert (second.attempts, second.next_attempt_at) == (2, T0 + timedelta(seconds=2))
+
+        assert await deliver(repo, sender, T0 + timedelta(seconds=2)) == 1  # 200
+    (done,) = await repo.deliveries(subscription.id)
+    assert (done.status, done.attempts, done.last_status_code, done.last_error) == ("delivered", 3, 200, None)
+    assert done.next_attempt_at is None
+    assert (done.event_id, done.event_type) == (str(pending.event.id), "nl.ido.ReferredToAgency")
+
+    assert len(receiver.posts) == 3
+    headers, body = receiver.posts[-1]
+    assert body == done.cloudevent.encode() == pending.event.to_bytes()  # the record as on Kafka
+    assert json.loads(body)["id"] == str(pending.event.id)
+    assert headers["content-type"] == "application/cloudevents+json"
+    assert headers["authorization"] == f"Bearer {TOKEN}"
+    assert await deliver(repo, sender, T0 + timedelta(days=1)) == 0
+
+
+async def test_410_gone_disables_the_subscription_and_cancels_its_pending_deliveries(repo, sender):
+    receiver = Receiver(answers=[(410, {})])
+    first, second = referral("ref-1"), referral("ref-2")
+    async with serving(receiver) as url:
+        subscription = await register(url, repo, sender)
+        for pending in (first, second):
+            await webhook_handlers.on_agency_event(pending.event, pending.topic, agency=AGENCY, repo=repo, now=T0)
+        assert await deliver(repo, sender, T0, limit=1) == 1
+        assert await deliver(repo, sender, T0 + timedelta(days=1)) == 0
+    disabled = await repo.subscription(subscription.id)
+    assert (disabled.status, disabled.disabled_reason) == ("disabled", "the callback answered 410 Gone")
+    states = {d.status: d for d in await repo.deliveries(subscription.id)}
+    assert set(states) == {"failed", "cancelled"}
+    assert (states["failed"].last_status_code, states["cancelled"].attempts) == (410, 0)
+    assert len(receiver.posts) == 1
+    later = referral("ref-3")
+    assert await webhook_handlers.on_agency_event(later.event, later.topic, agency=AGENCY, repo=repo, now=T0) == 0
+
+
+async def test_an_event_is_queued_once_per_subscription_and_only_for_types_it_wants(repo, sender, db):
+    async with serving(Receiver()) as url:
+        everything = await register(url, repo, sender)
+        others = await register(url, repo, sender, event_types=["nl.ido.ReferralStatusChanged"])
+    pending = referral()
+    queue = webhook_handlers.on_agency_event
+    assert await queue(pending.event, pending.topic, agency=AGENCY, repo=repo, now=T0) == 1
+    assert await queue(pending.event, pending.topic, agency=AGENCY, repo=repo, now=T0) == 0  # Kafka re-delivered it
+    assert await queue(pending.event, pending.topic, agency="cak", repo=repo, now=T0) == 0  # not cak's subscriber
+    assert [d.id for d in await repo.deliveries(everything.id)] == [f"{everything.id}:{pending.event.id}"]
+    assert await repo.deliveries(others.id) == []
+    assert await db.webhook_deliveries.count_documents({}) == 1
+
+
+async def test_deleting_a_subscription_cancels_what_is_still_pending(repo, sender):
+    async with serving(Receiver()) as url:
+        subscription = await register(url, repo, sender)
+        pending = referral()
+        await webhook_handlers.on_agency_event(pending.event, pending.topic, agency=AGENCY, repo=repo, now=T0)
+        await repo.remove_subscription(subscription.id, T0)
+        assert await deliver(repo, sender, T0) == 0
+    assert await repo.subscription(subscription.id) is None
+    (cancelled,) = await repo.deliveries(subscription.id)
+    assert (cancelled.status, cancelled.last_error) == ("cancelled", "subscription deleted")
+
+
+async def test_events_on_the_agency_topic_are_queued_through_kafka(infra, db, repo, sender, topic, unique, publisher):
+    async with serving(Receiver()) as url:
+        subscription = await register(url, repo, sender)
+    consumer_broker = make_broker(infra.kafka_bootstrap_servers, client_id="ido-tests-webhooks")
+    consumer = EventConsumer(consumer_broker, db, group_id=f"test-{unique}", backoff_seconds=0.01)
+    consumer.subscribe_many({topic: agency_handlers(topic, AGENCY, repo)})  # as install() does
+    pending, later = referral(), referral()  # same subject, so one partition keeps them in order
+    await consumer_broker.start()
+    try:
+        for event in (pending.event, pending.event, later.event):  # the second one a duplicate
+            await publish_event(publisher, event, topic)
+        queued = await eventually(lambda: _two(repo.deliveries(subscription.id)), timeout=15)
+    finally:
+        await consumer_broker.stop()
+    first = next(d for d in queued if d.event_id == str(pending.event.id))
+    assert (first.status, first.topic) == ("pending", topic)
+    assert first.cloudevent.encode() == pending.event.to_bytes()  # the value publish_event wrote
+    assert await db.webhook_deliveries.count_documents({}) == 2
+
+
+async def _two(deliveries):
+    found = await deliveries
+    return found if len(found) == 2 else None
+
+
+async def test_the_worker_sends_a_queued_event_at_once_and_stops_cleanly(db, repo):
+    receiver = Receiver()
+    config = WebhookSettings(poll_seconds=30, http_timeout_seconds=2)  # a long poll: only notify() wakes it
+    worker = DeliveryWorker(repo, HttpWebhookSender(config.http_timeout_seconds), config)
+    async with serving(receiver) as url:
+        await register(url, repo, worker.sender)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.1)  # the worker's first round found nothing and sleeps now
+        pending = referral()
+        await webhook_handlers.on_agency_event(pending.event, pending.topic, agency=AGENCY, repo=repo)
+        worker.notify()  # what the consumer's on_handled does
+
+        async def posted():
+            return receiver.posts
+
+        await eventually(posted, timeout=5, interval=0.02)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert receiver.posts[0][1] == pending.event.to_bytes()
+    assert worker.sender._client is None  # closed when the service stops

@@ -1,0 +1,43 @@
+"""install(): the API, a consumer group of its own on every agency topic, the delivery worker."""
+
+from collections import defaultdict
+from types import SimpleNamespace
+
+from fastapi import FastAPI
+
+from services.routing.bootstrap import RoutingSettings
+from services.routing.entrypoints import webhooks
+from shared import reference
+from shared.events.catalog import EVENT_TYPES, referral_topic
+from shared.kafka import make_broker
+
+
+def test_install_wires_api_consumer_and_worker():
+    background = []
+    runtime = SimpleNamespace(
+        broker=make_broker("127.0.0.1:9", client_id="ido-tests"),  # never started
+        db=defaultdict(object),
+        authenticated=lambda: None,
+        add_background=background.append,
+    )
+    app = FastAPI()
+    settings = RoutingSettings(public_base_url="https://routing.ido.example")
+    worker = webhooks.install(runtime, app, settings, webhooks.WebhookSettings())
+
+    assert {"/v1/webhooks", "/v1/webhooks/{subscription_id}/deliveries"} <= set(app.openapi()["paths"])
+    (subscriber,) = runtime.broker.subscribers  # one group member for all agency topics
+    assert {t.name for t in subscriber.topics} == {referral_topic(a) for a in reference.AGENCIES}
+    assert subscriber.group_id == webhooks.CONSUMER_GROUP
+    assert background == [worker.run]
+
+
+def test_every_event_type_on_an_agency_topic_is_queued():
+    handlers = webhooks.agency_handlers("ido.referrals.cak.v1", "cak", repo=None)
+    assert set(handlers) == set(EVENT_TYPES)
+
+
+def test_the_handshake_origin_defaults_to_routings_public_host():
+    assert webhooks.handshake_origin(webhooks.WebhookSettings(), "https://routing.ido.example:8443/x") == (
+        "routing.ido.example"
+    )
+    assert webhooks.handshake_origin(webhooks.WebhookSettings(origin="ido.nl"), "http://127.0.0.1:8002") == "ido.nl"
