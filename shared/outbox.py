@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -73,29 +73,51 @@ def outbox_update(events: Iterable[PendingEvent]) -> dict[str, Any]:
 Publish = Callable[[CloudEvent, str], Awaitable[None]]
 
 
-class OutboxRelay:
-    """Publishes pending outbox events of some collections. Woken right after a write
-    (`notify`) for low latency; polls as a safety net for events left by a crash."""
+class OutboxNotifier(Protocol):
+    """What a repository tells the relay after a write that stored events."""
 
-    def __init__(self, collections: list[AsyncCollection], publish: Publish, poll_seconds: float = 1.0) -> None:
-        self.collections = collections
+    def written(self, collection: str, document_id: Any) -> None: ...
+
+
+class OutboxRelay:
+    """Publishes pending outbox events. Hot path: a repository reports each write with events
+    (`written`), and the relay reads that one document by `_id` and publishes at once. Safety
+    net: at start and every `sweep_seconds` it scans for documents still pending (left by a
+    crash, or by a failed publish). Scans are kept rare because FerretDB filters outside its
+    indexes by reading every document."""
+
+    def __init__(self, collections: list[AsyncCollection], publish: Publish, sweep_seconds: float = 30.0) -> None:
+        self.collections = {c.name: c for c in collections}
         self.publish = publish
-        self.poll_seconds = poll_seconds
+        self.sweep_seconds = sweep_seconds
+        self._written: list[tuple[str, Any]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def ensure_indexes(self) -> None:
-        for coll in self.collections:
+        for coll in self.collections.values():
             await coll.create_index("outbox_pending")
 
-    def notify(self) -> None:
+    def written(self, collection: str, document_id: Any) -> None:
+        self._written.append((collection, document_id))
         self._wake.set()
 
-    async def drain(self) -> int:
-        """Publish everything pending now; return how many events were published."""
+    async def publish_written(self) -> int:
+        """Publish the events of the documents reported as written; return how many."""
         published = 0
-        for coll in self.collections:
-            async for doc in coll.find({"outbox_pending": True}, {"outbox": 1}):
+        while self._written:
+            name, document_id = self._written.pop(0)
+            coll = self.collections[name]
+            doc = await coll.find_one({"_id": document_id}, {"outbox": 1, "outbox_pending": 1})
+            if doc:
+                published += await self._publish_document(coll, doc)
+        return published
+
+    async def drain(self) -> int:
+        """Publish everything pending now (a full scan); return how many events were published."""
+        published = 0
+        for coll in self.collections.values():
+            async for doc in coll.find({"outbox_pending": True}, {"outbox": 1, "outbox_pending": 1}):
                 published += await self._publish_document(coll, doc)
         return published
 
@@ -107,23 +129,31 @@ class OutboxRelay:
         # meanwhile stay, and the flag is cleared only once the outbox is really empty.
         if entries:
             await coll.update_one({"_id": doc["_id"]}, {"$pullAll": {"outbox": entries}})
-        await coll.update_one({"_id": doc["_id"], "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}})
+        if entries or doc.get("outbox_pending"):
+            await coll.update_one({"_id": doc["_id"], "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}})
         return len(entries)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()  # sweep at start: whatever a crash left behind
         while True:
-            self._wake.clear()
             try:
-                count = await self.drain()
-                if count:
-                    log.debug("outbox relayed", events=count)
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + self.sweep_seconds
+                    self._written.clear()  # the sweep covers them
+                    await self.drain()
+                else:
+                    await self.publish_written()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # Broker or database unavailable: the events stay pending; try again later.
+                # Broker or database unavailable: the events stay pending; sweep again soon.
                 log.exception("outbox relay failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                next_sweep = min(next_sweep, loop.time() + 2.0)
+            if not self._written:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_sweep - loop.time()))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="outbox-relay")

@@ -35,7 +35,7 @@ class ServiceRuntime:
         self.relay = OutboxRelay(
             [self.db[name] for name in outbox_collections],
             publish=lambda event, topic: publish_event(self.broker, event, topic),
-            poll_seconds=settings.outbox_poll_seconds,
+            sweep_seconds=settings.outbox_sweep_seconds,
         )
         self.consumer = EventConsumer(
             self.broker,
@@ -43,7 +43,6 @@ class ServiceRuntime:
             group_id=f"ido-{settings.service_name}",
             max_attempts=settings.consumer_max_attempts,
             backoff_seconds=settings.consumer_backoff_seconds,
-            on_handled=self.relay.notify,  # events a handler stored go out right away
         )
         self.keys = KeyStore(settings.credential_keys_dir)
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []

@@ -44,8 +44,9 @@ class ServiceSettings(InfraSettings):
     # Per credential and service instance: average requests per second, and the burst allowed.
     rate_limit_per_second: float = Field(20.0, gt=0, validation_alias="IDO_RATE_LIMIT_PER_SECOND")
     rate_limit_burst: int = Field(100, ge=1, validation_alias="IDO_RATE_LIMIT_BURST")
-    # Outbox relay: how often it looks for unpublished events when nothing woke it.
-    outbox_poll_seconds: float = Field(1.0, gt=0, validation_alias="IDO_OUTBOX_POLL_SECONDS")
+    # Outbox relay: how often it scans for events left unpublished (by a crash or a failed
+    # publish); events are normally published right after their write.
+    outbox_sweep_seconds: float = Field(30.0, gt=0, validation_alias="IDO_OUTBOX_SWEEP_SECONDS")
 
     def model_post_init(self, _context: object) -> None:
         self.database = self.database or f"ido_{self.service_name}"

@@ -23,7 +23,7 @@ class IntakeSettings(ServiceSettings):
 def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     runtime = ServiceRuntime(settings, outbox_collections=[COLLECTION])
-    repo = MongoHelpRequestRepository(runtime.db)
+    repo = MongoHelpRequestRepository(runtime.db, runtime.relay)
     libraries = MongoLibraryRepository(runtime.db)
     consumers.subscribe(runtime.consumer, repo)
 
@@ -40,7 +40,6 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
             repo=repo,
             libraries=libraries,
             events=runtime.events,
-            relay=runtime.relay,
         )
     )
     return app

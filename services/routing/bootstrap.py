@@ -38,15 +38,14 @@ def utc_now() -> datetime:
 def build_app(settings: RoutingSettings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     settings = settings or RoutingSettings()
     runtime = ServiceRuntime(settings, outbox_collections=[CASES, REFERRALS])
-    repo = MongoRoutingRepository(runtime.db, timedelta(hours=settings.default_response_hours))
+    repo = MongoRoutingRepository(runtime.db, timedelta(hours=settings.default_response_hours), runtime.relay)
     handover_url = settings.public_base_url + http.HANDOVER_PATH
     consumers.subscribe(runtime.consumer, repo, runtime.events, handover_url, clock)
 
     async def watch_service_levels() -> None:
         while True:
             try:
-                if await handlers.notify_overdue(repo=repo, events=runtime.events, now=clock()):
-                    runtime.relay.notify()
+                await handlers.notify_overdue(repo=repo, events=runtime.events, now=clock())
             except Exception:
                 log.exception("service-level check failed; retrying")
             await asyncio.sleep(settings.sla_check_seconds)
@@ -54,9 +53,7 @@ def build_app(settings: RoutingSettings | None = None, clock: Callable[[], datet
     runtime.add_background(watch_service_levels)
     app = runtime.http_app(title="IDO routing API", api_version=API_VERSION, on_start=repo.prepare)
     app.include_router(
-        http.build_router(
-            authenticated=runtime.authenticated, repo=repo, events=runtime.events, relay=runtime.relay, clock=clock
-        )
+        http.build_router(authenticated=runtime.authenticated, repo=repo, events=runtime.events, clock=clock)
     )
     webhooks.install(runtime, app, settings)
     return app

@@ -1,6 +1,7 @@
 """Intake as a library uses it: idempotent retries, its own requests only, reference data."""
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -55,3 +56,22 @@ async def test_openapi_is_served_without_credential(intake):
     response = await intake.get("/v1/openapi.json")
     assert response.status_code == 200 and "/v1/help-requests" in response.json()["paths"]
     assert response.headers["API-Version"]
+
+
+async def test_listing_filters_and_pages_without_gaps_or_repeats(intake):
+    auth = {"Authorization": f"Bearer {credential('--library', 'dalfsen-nieuwleusen')}"}
+    studie = {"channel": "email", "questions": [{"category": "digital_government", "theme": "studie"}]}
+    since = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()  # earlier runs registered some too
+    ids = [(await intake.post("/v1/help-requests", json=studie, headers=auth)).json()["id"] for _ in range(5)]
+    await intake.post("/v1/help-requests", json=VISIT, headers=auth)
+
+    seen, after = [], None
+    while True:
+        params = {"limit": 2, "theme": "studie", "from": since, **({"after": after} if after else {})}
+        page = (await intake.get("/v1/help-requests", params=params, headers=auth)).json()
+        seen += [item["id"] for item in page["items"]]
+        if not (after := page["next"]):
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    bad = await intake.get("/v1/help-requests", params={"after": "not-a-cursor", "status": "lost"}, headers=auth)
+    assert bad.status_code in (400, 422) and bad.headers["content-type"] == "application/problem+json"

@@ -53,7 +53,7 @@ async def test_relay_killed_between_store_and_publish_loses_no_event(infra, db, 
         reached_publish.set()
         await asyncio.Event().wait()
 
-    dying = OutboxRelay([db.cases], publish=hang, poll_seconds=0.05)
+    dying = OutboxRelay([db.cases], publish=hang)
     dying.start()
     await asyncio.wait_for(reached_publish.wait(), 10)
     await dying.stop()  # killed: nothing was published, nothing marked

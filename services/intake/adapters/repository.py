@@ -5,9 +5,9 @@ from typing import Any, Protocol
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.intake.domain.model import HelpRequest
+from services.intake.domain.model import HelpRequest, Listing
 from shared import reference
-from shared.outbox import PendingEvent, with_outbox
+from shared.outbox import OutboxNotifier, PendingEvent, with_outbox
 
 
 class AlreadyExists(Exception):
@@ -18,7 +18,7 @@ class HelpRequestRepository(Protocol):
     async def add(self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str) -> None: ...
     async def get(self, request_id: str, library: str) -> HelpRequest | None: ...
     async def get_with_fingerprint(self, request_id: str, library: str) -> tuple[HelpRequest | None, str | None]: ...
-    async def list(self, library: str, *, limit: int, after: str | None) -> list[HelpRequest]: ...
+    async def list(self, library: str, listing: Listing) -> list[HelpRequest]: ...
     async def save_progress(self, help_request: HelpRequest, *, applied_event: str) -> bool: ...
 
 
@@ -40,8 +40,9 @@ _FIELDS = {"outbox": 0, "applied_events": 0}
 
 
 class MongoHelpRequestRepository:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, outbox: OutboxNotifier) -> None:
         self.collection = db[COLLECTION]
+        self.outbox = outbox
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("library", 1), ("registered_at", -1)])
@@ -52,6 +53,7 @@ class MongoHelpRequestRepository:
             await self.collection.insert_one(doc)
         except DuplicateKeyError:
             raise AlreadyExists from None
+        self.outbox.written(COLLECTION, doc["_id"])
 
     async def get(self, request_id: str, library: str) -> HelpRequest | None:
         doc = await self.collection.find_one({"_id": request_id, "library": library}, _FIELDS)
@@ -61,11 +63,20 @@ class MongoHelpRequestRepository:
         doc = await self.collection.find_one({"_id": request_id, "library": library}, _FIELDS)
         return (_from_document(doc), doc.get("fingerprint")) if doc else (None, None)
 
-    async def list(self, library: str, *, limit: int, after: str | None) -> list[HelpRequest]:
+    async def list(self, library: str, listing: Listing) -> list[HelpRequest]:
+        """Newest first; `listing.after` is the (registered_at, id) of the last item seen."""
         query: dict[str, Any] = {"library": library}
-        if after:
-            query["_id"] = {"$lt": after}
-        cursor = self.collection.find(query, _FIELDS).sort("_id", -1).limit(limit)
+        if listing.status:
+            query["status"] = listing.status
+        if listing.theme:
+            query["request.questions.theme"] = listing.theme
+        span = {op: at for op, at in (("$gte", listing.registered_from), ("$lt", listing.registered_to)) if at}
+        if span:
+            query["registered_at"] = span
+        if listing.after:
+            at, last_id = listing.after
+            query["$or"] = [{"registered_at": {"$lt": at}}, {"registered_at": at, "_id": {"$lt": last_id}}]
+        cursor = self.collection.find(query, _FIELDS).sort([("registered_at", -1), ("_id", -1)]).limit(listing.limit)
         return [_from_document(doc) async for doc in cursor]
 
     async def save_progress(self, help_request: HelpRequest, *, applied_event: str) -> bool:

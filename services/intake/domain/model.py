@@ -1,5 +1,6 @@
 """A help request: one visit to an IDO with one to ten questions (the KB registration form)."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -78,6 +79,18 @@ class RegisterHelpRequest(_Strict):
     referral: Referral | None = None
     duration_minutes: int | None = Field(default=None, ge=1, le=480)
     location: Slug | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Which of a library's help requests to list, newest first, one page at a time."""
+
+    limit: int = 20
+    status: Status | None = None
+    theme: str | None = None
+    registered_from: datetime | None = None
+    registered_to: datetime | None = None
+    after: tuple[datetime, str] | None = None  # (registered_at, id) of the last item of the previous page
 
 
 class StatusChange(BaseModel):

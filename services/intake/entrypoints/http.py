@@ -1,19 +1,21 @@
 """Intake's HTTP API for libraries: /v1/help-requests and /v1/themes."""
 
+import base64
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 
 from services.intake import handlers
 from services.intake.adapters.repository import HelpRequestRepository, MongoLibraryRepository
-from services.intake.domain.model import HelpRequest, RegisterHelpRequest
+from services.intake.domain.model import HelpRequest, Listing, RegisterHelpRequest, Status
 from shared import reference
 from shared.auth import Principal
 from shared.http import Problem, require_json
 from shared.logging import bound_context, get_logger
-from shared.outbox import EventFactory, OutboxRelay
+from shared.outbox import EventFactory
 
 log = get_logger(__name__)
 
@@ -41,13 +43,27 @@ def _library(principal: Principal) -> str:
     return principal.organisation
 
 
+def _next(last: HelpRequest) -> str:
+    """An opaque, URL-safe cursor: where the next page starts."""
+    return base64.urlsafe_b64encode(f"{last.registered_at.isoformat()}|{last.id}".encode()).decode()
+
+
+def _cursor(after: str) -> tuple[datetime, str]:
+    try:
+        at, last_id = base64.urlsafe_b64decode(after.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(at), last_id
+    except ValueError:
+        raise Problem(
+            400, "Invalid cursor", extensions={"invalid-params": [{"name": "after", "reason": "use `next`"}]}
+        ) from None
+
+
 def build_router(
     *,
     authenticated,
     repo: HelpRequestRepository,
     libraries: MongoLibraryRepository,
     events: EventFactory,
-    relay: OutboxRelay,
 ) -> APIRouter:
     router = APIRouter(prefix="/v1")
     Caller = Annotated[Principal, Depends(authenticated)]
@@ -81,7 +97,6 @@ def build_router(
                 )
             except handlers.IdempotencyConflict:
                 raise Problem(409, "Idempotency-Key reused", "this key was used for a different request") from None
-            relay.notify()
             log.info(
                 "help request registered" if created else "idempotent retry answered", help_request_id=help_request.id
             )
@@ -102,10 +117,17 @@ def build_router(
     async def list_requests(
         caller: Caller,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        after: Annotated[str | None, Query(max_length=100)] = None,
+        status: Status | None = None,
+        theme: Annotated[str | None, Query(max_length=64)] = None,
+        registered_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+        registered_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+        after: Annotated[str | None, Query(max_length=200, description="the `next` of the previous page")] = None,
     ) -> HelpRequestPage:
-        items = await repo.list(_library(caller), limit=limit, after=after)
-        return HelpRequestPage(items=items, next=items[-1].id if len(items) == limit else None)
+        """The caller's own help requests, newest first, filtered and paginated."""
+        listing = Listing(limit, status, theme, registered_from, registered_to, _cursor(after) if after else None)
+        items = await repo.list(_library(caller), listing)
+        last = items[-1] if len(items) == limit else None
+        return HelpRequestPage(items=items, next=_next(last) if last else None)
 
     @router.get("/libraries", response_model=list[LibraryView], tags=["reference data"])
     async def list_libraries(caller: Caller) -> list[LibraryView]:

@@ -12,7 +12,7 @@ from services.routing.domain.model import RoutingRules
 from services.routing.domain.referral import FINAL, Referral, StatusChange
 from shared import reference
 from shared.events.catalog import HelpRequestRouted
-from shared.outbox import PendingEvent, outbox_update, with_outbox
+from shared.outbox import OutboxNotifier, PendingEvent, outbox_update, with_outbox
 
 CASES = "routing_cases"
 REFERRALS = "referrals"
@@ -65,12 +65,13 @@ _STATE = ("status", "version", "due_at", "paused_at", "overdue_notified", "histo
 
 
 class MongoRoutingRepository:
-    def __init__(self, db: AsyncDatabase, default_response_time: timedelta) -> None:
+    def __init__(self, db: AsyncDatabase, default_response_time: timedelta, outbox: OutboxNotifier) -> None:
         self.cases = db[CASES]
         self.referrals = db[REFERRALS]
         self.rule_docs = db[RULES]
         self.organisations = db[ORGANISATIONS]
         self.default_response_time = default_response_time
+        self.outbox = outbox
 
     async def prepare(self) -> None:
         await self.referrals.create_index([("agency", 1), ("sent_at", -1)])
@@ -111,6 +112,7 @@ class MongoRoutingRepository:
             await self.cases.insert_one(with_outbox(doc, events))
         except DuplicateKeyError:
             return False  # routed before: a re-delivered HelpRequested has no second effect
+        self.outbox.written(CASES, doc["_id"])
         return True
 
     async def referral(self, referral_id: str) -> Referral | None:
@@ -124,11 +126,13 @@ class MongoRoutingRepository:
         result = await self.referrals.update_one({"_id": referral.referral_id, "version": expected_version}, update)
         if result.matched_count == 0:
             raise ConcurrentChange(referral.referral_id)
+        self.outbox.written(REFERRALS, referral.referral_id)
 
     async def record_read(self, referral_id: str, read: dict[str, Any], event: PendingEvent) -> None:
         update = outbox_update([event])
         update["$push"]["reads"] = read
         await self.referrals.update_one({"_id": referral_id}, update)
+        self.outbox.written(REFERRALS, referral_id)
 
     async def reads(self, referral_id: str) -> list[dict[str, Any]]:
         doc = await self.referrals.find_one({"_id": referral_id}, {"reads": 1})

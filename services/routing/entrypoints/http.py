@@ -14,7 +14,7 @@ from services.routing.domain.referral import InvalidTransition, Referral
 from shared.auth import Principal
 from shared.events.catalog import ReferralStatus
 from shared.http import Problem
-from shared.outbox import EventFactory, OutboxRelay
+from shared.outbox import EventFactory
 from shared.privacy import contains_bsn
 
 HANDOVER_PATH = "/v1/referrals/{referral_id}"
@@ -73,7 +73,6 @@ def build_router(
     authenticated,
     repo: RoutingRepository,
     events: EventFactory,
-    relay: OutboxRelay,
     clock: Callable[[], datetime],
 ) -> APIRouter:
     router = APIRouter()
@@ -91,7 +90,6 @@ def build_router(
             referral = await handlers.read_handover(referral_id, caller=caller, repo=repo, events=events, now=clock())
         except handlers.NotFound:
             raise Problem(404, "Referral not found") from None
-        relay.notify()
         return ReferralView.of(referral)
 
     @router.post(f"{HANDOVER_PATH}/status", response_model=ReferralView, tags=["referrals"])
@@ -107,7 +105,6 @@ def build_router(
             raise Problem(409, "Status change not allowed", str(exc)) from None
         except ConcurrentChange:
             raise Problem(409, "Referral changed meanwhile", "read it again and retry") from None
-        relay.notify()
         return ReferralView.of(referral)
 
     return router
