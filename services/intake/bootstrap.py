@@ -3,7 +3,13 @@
 from fastapi import FastAPI
 from pydantic import Field
 
-from services.intake.adapters.repository import COLLECTION, MongoHelpRequestRepository, MongoLibraryRepository
+from services.intake.adapters.repository import (
+    COLLECTION,
+    LOCATIONS,
+    MongoHelpRequestRepository,
+    MongoLibraryRepository,
+    MongoLocationRepository,
+)
 from services.intake.entrypoints import consumers, http
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, service_settings
@@ -22,9 +28,10 @@ class IntakeSettings(ServiceSettings):
 
 def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
-    runtime = ServiceRuntime(settings, outbox_collections=[COLLECTION])
+    runtime = ServiceRuntime(settings, outbox_collections=[COLLECTION, LOCATIONS])
     repo = MongoHelpRequestRepository(runtime.db, runtime.relay)
     libraries = MongoLibraryRepository(runtime.db)
+    locations = MongoLocationRepository(runtime.db, runtime.relay)
     consumers.subscribe(runtime.consumer, repo)
 
     async def prepare() -> None:
@@ -39,6 +46,7 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
             authenticated=runtime.authenticated,
             repo=repo,
             libraries=libraries,
+            locations=locations,
             events=runtime.events,
         )
     )

@@ -4,25 +4,59 @@ the repository and the event factory are handed in by the wiring."""
 import hashlib
 import uuid
 from datetime import UTC, datetime
+from typing import Protocol
 
 from services.intake.adapters.repository import AlreadyExists, HelpRequestRepository
+from services.intake.domain.location import IdoLocation, RegisteredLocation
 from services.intake.domain.model import HelpRequest, RegisterHelpRequest
 from shared.events.catalog import (
     HelpRequested,
     HelpRequestRouted,
+    IdoLocationRegistered,
     QuestionFacts,
     ReferralHandoverRead,
     ReferralOverdue,
     ReferralStatusChanged,
 )
 from shared.events.envelope import CloudEvent
-from shared.outbox import EventFactory
+from shared.outbox import EventFactory, PendingEvent
 
 _IDEMPOTENCY_NS = uuid.UUID("6f1d4c1e-3f57-4c55-9a53-1f6b8a3f2d10")
 
 
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before for a different request."""
+
+
+class UnknownLocation(Exception):
+    """The help request names a location the library has not registered."""
+
+
+class LocationRepository(Protocol):
+    async def put(self, registered: RegisteredLocation, events: list[PendingEvent]) -> None: ...
+    async def get(self, library: str, code: str) -> RegisteredLocation | None: ...
+
+
+async def register_location(
+    code: str, location: IdoLocation, *, library: str, repo: LocationRepository, events: EventFactory
+) -> RegisteredLocation:
+    """Register (or update) an IDO location; the rollout monitor learns of it by event."""
+    registered = RegisteredLocation(code=code, library=library, location=location, registered_at=datetime.now(UTC))
+    fact = IdoLocationRegistered(
+        location_id=f"{library}:{code}",
+        library=library,
+        code=code,
+        name=location.name,
+        postcode=location.postcode,
+        city=location.city,
+        municipality=location.municipality,
+        opening_hours_per_week=location.hours_per_week(),
+        staff=location.staffing.staff,
+        volunteers=location.staffing.volunteers,
+        registered_at=registered.registered_at,
+    )
+    await repo.put(registered, [events.create(fact, correlation_id=None)])
+    return registered
 
 
 def _fingerprint(cmd: RegisterHelpRequest) -> str:
@@ -36,10 +70,13 @@ async def register_help_request(
     idempotency_key: str | None,
     correlation_id: str,
     repo: HelpRequestRepository,
+    locations: LocationRepository,
     events: EventFactory,
 ) -> tuple[HelpRequest, bool]:
     """Store the visit and its HelpRequested event in one write. Returns (request, created).
     A retry with the same Idempotency-Key returns the first request instead of a second one."""
+    if cmd.location and await locations.get(library, cmd.location) is None:
+        raise UnknownLocation(cmd.location)
     request_id = str(uuid.uuid5(_IDEMPOTENCY_NS, f"{library}\n{idempotency_key}") if idempotency_key else uuid.uuid4())
     help_request = HelpRequest(id=request_id, library=library, registered_at=datetime.now(UTC), request=cmd)
     event = events.create(_help_requested(help_request), correlation_id=correlation_id)

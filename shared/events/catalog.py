@@ -188,6 +188,26 @@ class ReferralHandoverRead(_ReferralFacts):
     credential_id: str
 
 
+class IdoLocationRegistered(EventData):
+    event_name: ClassVar[str] = "IdoLocationRegistered"
+    producer: ClassVar[str] = "intake"
+    topic_template: ClassVar[str] = LIBRARIES
+    subject_field: ClassVar[str] = "location_id"
+    summary: ClassVar[str] = "A library registered or updated one of its IDO locations (rollout coverage)."
+
+    location_id: str
+    library: str
+    code: str
+    name: str
+    postcode: str
+    city: str
+    municipality: str | None = None
+    opening_hours_per_week: float = Field(ge=0)
+    staff: int = Field(ge=0)
+    volunteers: int = Field(ge=0)
+    registered_at: datetime
+
+
 class CredentialIssued(EventData):
     event_name: ClassVar[str] = "CredentialIssued"
     producer: ClassVar[str] = "ido-cli"
@@ -224,6 +244,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         ReferralStatusChanged,
         ReferralOverdue,
         ReferralHandoverRead,
+        IdoLocationRegistered,
         CredentialIssued,
         CredentialRevoked,
     )

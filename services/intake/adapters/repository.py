@@ -5,9 +5,10 @@ from typing import Any, Protocol
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.intake.domain.location import RegisteredLocation
 from services.intake.domain.model import HelpRequest, Listing
 from shared import reference
-from shared.outbox import OutboxNotifier, PendingEvent, with_outbox
+from shared.outbox import OutboxNotifier, PendingEvent, outbox_update, with_outbox
 
 
 class AlreadyExists(Exception):
@@ -106,3 +107,30 @@ class MongoLibraryRepository:
 
     async def all(self) -> list[dict[str, Any]]:
         return [{"code": d["_id"], "name": d["name"]} async for d in self.collection.find({}).sort("_id", 1)]
+
+
+LOCATIONS = "locations"
+
+
+class MongoLocationRepository:
+    """A library's IDO locations; `_id` is `<library>:<code>`."""
+
+    def __init__(self, db: AsyncDatabase, outbox: OutboxNotifier) -> None:
+        self.collection = db[LOCATIONS]
+        self.outbox = outbox
+
+    async def put(self, registered: RegisteredLocation, events: list[PendingEvent]) -> None:
+        doc_id = f"{registered.library}:{registered.code}"
+        state = registered.model_dump(mode="json") | {"registered_at": registered.registered_at}
+        update = outbox_update(events)
+        update["$set"] |= state
+        await self.collection.update_one({"_id": doc_id}, update, upsert=True)
+        self.outbox.written(LOCATIONS, doc_id)
+
+    async def get(self, library: str, code: str) -> RegisteredLocation | None:
+        doc = await self.collection.find_one({"_id": f"{library}:{code}"}, {"outbox": 0})
+        return RegisteredLocation.model_validate(doc) if doc else None
+
+    async def all(self, library: str) -> list[RegisteredLocation]:
+        cursor = self.collection.find({"library": library}, {"outbox": 0}).sort("code", 1)
+        return [RegisteredLocation.model_validate(doc) async for doc in cursor]

@@ -5,11 +5,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel
 
 from services.intake import handlers
-from services.intake.adapters.repository import HelpRequestRepository, MongoLibraryRepository
+from services.intake.adapters.repository import HelpRequestRepository, MongoLibraryRepository, MongoLocationRepository
+from services.intake.domain.location import IdoLocation, RegisteredLocation
 from services.intake.domain.model import HelpRequest, Listing, RegisterHelpRequest, Status
 from shared import reference
 from shared.auth import Principal
@@ -63,6 +64,7 @@ def build_router(
     authenticated,
     repo: HelpRequestRepository,
     libraries: MongoLibraryRepository,
+    locations: MongoLocationRepository,
     events: EventFactory,
 ) -> APIRouter:
     router = APIRouter(prefix="/v1")
@@ -93,8 +95,16 @@ def build_router(
                     idempotency_key=idempotency_key,
                     correlation_id=correlation_id,
                     repo=repo,
+                    locations=locations,
                     events=events,
                 )
+            except handlers.UnknownLocation:
+                raise Problem(
+                    422,
+                    "Invalid request",
+                    "1 invalid field(s)",
+                    extensions={"invalid-params": [{"name": "location", "reason": "not a registered IDO location"}]},
+                ) from None
             except handlers.IdempotencyConflict:
                 raise Problem(409, "Idempotency-Key reused", "this key was used for a different request") from None
             log.info(
@@ -128,6 +138,26 @@ def build_router(
         items = await repo.list(_library(caller), listing)
         last = items[-1] if len(items) == limit else None
         return HelpRequestPage(items=items, next=_next(last) if last else None)
+
+    @router.put("/locations/{code}", response_model=RegisteredLocation, tags=["locations"])
+    async def put_location(
+        code: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")], location: IdoLocation, caller: Caller
+    ) -> RegisteredLocation:
+        """Register or update one of the caller's IDO locations (opening hours, staffing)."""
+        return await handlers.register_location(code, location, library=_library(caller), repo=locations, events=events)
+
+    @router.get("/locations", response_model=list[RegisteredLocation], tags=["locations"])
+    async def list_locations(caller: Caller) -> list[RegisteredLocation]:
+        """The caller's IDO locations."""
+        return await locations.all(_library(caller))
+
+    @router.get("/locations/{code}", response_model=RegisteredLocation, tags=["locations"])
+    async def get_location(code: str, caller: Caller) -> RegisteredLocation:
+        """One of the caller's IDO locations."""
+        found = await locations.get(_library(caller), code)
+        if found is None:
+            raise Problem(404, "Location not found")
+        return found
 
     @router.get("/libraries", response_model=list[LibraryView], tags=["reference data"])
     async def list_libraries(caller: Caller) -> list[LibraryView]:

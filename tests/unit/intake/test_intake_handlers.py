@@ -7,6 +7,7 @@ import pytest
 
 from services.intake import handlers
 from services.intake.adapters.repository import AlreadyExists
+from services.intake.domain.location import IdoLocation, RegisteredLocation
 from services.intake.domain.model import HelpRequest, RegisterHelpRequest
 from shared.events.catalog import HelpRequestRouted, QuestionDecision
 from shared.outbox import EventFactory, PendingEvent
@@ -68,15 +69,51 @@ def intake_events() -> EventFactory:
     return EventFactory(service="intake", oin="00000001003214345000", base_url="http://intake")
 
 
-async def register(repo, cmd=None, *, library="katwijk", key=None, correlation_id="corr-1"):
+class FakeLocations:
+    def __init__(self) -> None:
+        self.stored: dict[tuple[str, str], tuple[RegisteredLocation, list[PendingEvent]]] = {}
+
+    async def put(self, registered: RegisteredLocation, events: list[PendingEvent]) -> None:
+        self.stored[(registered.library, registered.code)] = (registered, events)
+
+    async def get(self, library: str, code: str) -> RegisteredLocation | None:
+        found = self.stored.get((library, code))
+        return found[0] if found else None
+
+
+async def register(repo, cmd=None, *, library="katwijk", key=None, correlation_id="corr-1", locations=None):
     return await handlers.register_help_request(
         cmd or command(),
         library=library,
         idempotency_key=key,
         correlation_id=correlation_id,
         repo=repo,
+        locations=locations or FakeLocations(),
         events=intake_events(),
     )
+
+
+async def test_a_registered_location_can_be_named_and_an_unknown_one_is_refused():
+    locations, repo = FakeLocations(), FakeHelpRequestRepository()
+    location = IdoLocation(
+        name="Bibliotheek Katwijk",
+        postcode="2221 KG",
+        city="Katwijk",
+        opening_hours=[{"day": "tue", "opens": "10:00", "closes": "12:00"}],
+    )
+    registered = await handlers.register_location(
+        "centrum", location, library="katwijk", repo=locations, events=intake_events()
+    )
+    [pending] = locations.stored[("katwijk", "centrum")][1]
+    assert pending.topic == "ido.libraries.v1" and pending.event.subject == "katwijk:centrum"
+    assert pending.event.data["opening_hours_per_week"] == 2.0 and registered.code == "centrum"
+
+    hr, created = await register(repo, command(location="centrum"), locations=locations)
+    assert created and hr.request.location == "centrum"
+    with pytest.raises(handlers.UnknownLocation):
+        await register(repo, command(location="elders"), locations=locations)
+    with pytest.raises(handlers.UnknownLocation):  # another library's location is not yours
+        await register(repo, command(location="centrum"), library="venlo", locations=locations)
 
 
 async def test_register_stores_request_with_one_help_requested_event():
