@@ -1,7 +1,9 @@
 """Transactional outbox without multi-document transactions.
 
 A state change and the events it causes are written in ONE single-document write: the
-aggregate document carries its unpublished events in `outbox` (and `outbox_pending: true`).
+aggregate document carries its unpublished events in `outbox` and their number in
+`outbox_pending` (kept by $inc, so no write needs a condition besides `_id`: FerretDB answers
+any other filter of an update by scanning the whole collection).
 The relay publishes them in order (acks=all, idempotent producer) and only after the broker
 acknowledged removes them from the document. So:
 - a crash before the relay published loses nothing: the events wait in the document;
@@ -60,14 +62,14 @@ class EventFactory:
 def with_outbox(document: dict[str, Any], events: Iterable[PendingEvent]) -> dict[str, Any]:
     """A new aggregate document together with the events its creation causes."""
     entries = [e.to_document() for e in events]
-    return {**document, "outbox": entries, "outbox_pending": bool(entries)}
+    return {**document, "outbox": entries, "outbox_pending": len(entries)}
 
 
 def outbox_update(events: Iterable[PendingEvent]) -> dict[str, Any]:
-    """Update operators that append events to an existing document's outbox.
-    Merge them into the same update_one as the state change."""
+    """Update operators that append events to an existing document's outbox. Merge them into
+    the same update_one as the state change (they use $push and $inc, never $set)."""
     entries = [e.to_document() for e in events]
-    return {"$push": {"outbox": {"$each": entries}}, "$set": {"outbox_pending": True}}
+    return {"$push": {"outbox": {"$each": entries}}, "$inc": {"outbox_pending": len(entries)}}
 
 
 Publish = Callable[[CloudEvent, str], Awaitable[None]]
@@ -108,7 +110,7 @@ class OutboxRelay:
         while self._written:
             name, document_id = self._written.pop(0)
             coll = self.collections[name]
-            doc = await coll.find_one({"_id": document_id}, {"outbox": 1, "outbox_pending": 1})
+            doc = await coll.find_one({"_id": document_id}, {"outbox": 1})
             if doc:
                 published += await self._publish_document(coll, doc)
         return published
@@ -117,7 +119,7 @@ class OutboxRelay:
         """Publish everything pending now (a full scan); return how many events were published."""
         published = 0
         for coll in self.collections.values():
-            async for doc in coll.find({"outbox_pending": True}, {"outbox": 1, "outbox_pending": 1}):
+            async for doc in coll.find({"outbox_pending": {"$gt": 0}}, {"outbox": 1}):
                 published += await self._publish_document(coll, doc)
         return published
 
@@ -125,12 +127,12 @@ class OutboxRelay:
         entries = doc.get("outbox") or []
         for entry in entries:
             await self.publish(parse_event(entry["value"].encode()), entry["topic"])
-        # $pullAll with the exact entries (FerretDB has no $pull by condition); events added
-        # meanwhile stay, and the flag is cleared only once the outbox is really empty.
+        # $pullAll with the exact entries (FerretDB has no $pull by condition) and $inc by their
+        # number, in one write: events appended meanwhile stay pending and counted.
         if entries:
-            await coll.update_one({"_id": doc["_id"]}, {"$pullAll": {"outbox": entries}})
-        if entries or doc.get("outbox_pending"):
-            await coll.update_one({"_id": doc["_id"], "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}})
+            await coll.update_one(
+                {"_id": doc["_id"]}, {"$pullAll": {"outbox": entries}, "$inc": {"outbox_pending": -len(entries)}}
+            )
         return len(entries)
 
     async def run(self) -> None:

@@ -111,11 +111,11 @@ def _help_requested(hr: HelpRequest) -> HelpRequested:
 
 
 async def _progress(event: CloudEvent, help_request_id: str, library: str, repo: HelpRequestRepository, apply) -> None:
-    """Apply one event from routing to its help request, once (guarded by the event id)."""
+    """Apply one event from routing to its help request (idempotent: see save_progress)."""
     help_request = await repo.get(help_request_id, library)
     if help_request is None:
         raise LookupError(f"help request {help_request_id} not found")
-    await repo.save_progress(apply(help_request), applied_event=str(event.id))
+    await repo.save_progress(apply(help_request))
 
 
 async def on_help_request_routed(event: CloudEvent, data: HelpRequestRouted, *, repo: HelpRequestRepository) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from shared.events.catalog import HelpRequested, QuestionFacts
 from shared.kafka import publish_event
-from shared.outbox import EventFactory, OutboxRelay, PendingEvent, with_outbox
+from shared.outbox import EventFactory, OutboxRelay, PendingEvent, outbox_update, with_outbox
 from tests.kafkatools import TopicReader
 
 pytestmark = pytest.mark.infra
@@ -40,7 +40,7 @@ async def test_relay_publishes_stored_events_in_order_and_clears_the_outbox(infr
     assert [json.loads(r.value)["id"] for r in records] == [str(e.event.id) for e in events]
     assert dict(records[0].headers)["content-type"] == b"application/cloudevents+json"
     doc = await db.cases.find_one({"_id": "hr-1"})
-    assert doc["outbox"] == [] and doc["outbox_pending"] is False
+    assert doc["outbox"] == [] and doc["outbox_pending"] == 0
     assert await relay.drain() == 0  # nothing is published twice by a healthy relay
 
 
@@ -57,7 +57,7 @@ async def test_relay_killed_between_store_and_publish_loses_no_event(infra, db, 
     dying.start()
     await asyncio.wait_for(reached_publish.wait(), 10)
     await dying.stop()  # killed: nothing was published, nothing marked
-    assert (await db.cases.find_one({"_id": "hr-2"}))["outbox_pending"] is True
+    assert (await db.cases.find_one({"_id": "hr-2"}))["outbox_pending"] == 1
 
     reader = await TopicReader(infra.kafka_bootstrap_servers, topic).start(from_end=False)
     restarted = OutboxRelay([db.cases], publish=lambda e, t: publish_event(publisher, e, t))
@@ -74,10 +74,8 @@ async def test_events_added_while_relaying_are_not_lost(infra, db, topic, publis
 
     async def publish_then_write(event, topic_name):
         await publish_event(publisher, event, topic_name)
-        await db.cases.update_one(
-            {"_id": "hr-3"}, {"$push": {"outbox": second.to_document()}, "$set": {"outbox_pending": True}}
-        )
+        await db.cases.update_one({"_id": "hr-3"}, outbox_update([second]))
 
     assert await OutboxRelay([db.cases], publish=publish_then_write).drain() == 1
     doc = await db.cases.find_one({"_id": "hr-3"})
-    assert doc["outbox_pending"] is True and [e["id"] for e in doc["outbox"]] == [str(second.event.id)]
+    assert doc["outbox_pending"] == 1 and [e["id"] for e in doc["outbox"]] == [str(second.event.id)]

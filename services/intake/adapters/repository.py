@@ -20,7 +20,7 @@ class HelpRequestRepository(Protocol):
     async def get(self, request_id: str, library: str) -> HelpRequest | None: ...
     async def get_with_fingerprint(self, request_id: str, library: str) -> tuple[HelpRequest | None, str | None]: ...
     async def list(self, library: str, listing: Listing) -> list[HelpRequest]: ...
-    async def save_progress(self, help_request: HelpRequest, *, applied_event: str) -> bool: ...
+    async def save_progress(self, help_request: HelpRequest) -> None: ...
 
 
 COLLECTION = "help_requests"
@@ -37,7 +37,7 @@ def _from_document(doc: dict[str, Any]) -> HelpRequest:
     return HelpRequest.model_validate({**doc, "id": doc["_id"]})
 
 
-_FIELDS = {"outbox": 0, "applied_events": 0}
+_FIELDS = {"outbox": 0}
 
 
 class MongoHelpRequestRepository:
@@ -49,19 +49,25 @@ class MongoHelpRequestRepository:
         await self.collection.create_index([("library", 1), ("registered_at", -1)])
 
     async def add(self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str) -> None:
-        doc = with_outbox({**_to_document(help_request), "fingerprint": fingerprint, "applied_events": []}, events)
+        doc = with_outbox({**_to_document(help_request), "fingerprint": fingerprint}, events)
         try:
             await self.collection.insert_one(doc)
         except DuplicateKeyError:
             raise AlreadyExists from None
         self.outbox.written(COLLECTION, doc["_id"])
 
+    async def _own(self, request_id: str, library: str) -> dict[str, Any] | None:
+        # By _id alone, library checked here: FerretDB answers {_id, library} by scanning the
+        # whole collection (it pushes the string equality down instead of the _id).
+        doc = await self.collection.find_one({"_id": request_id}, _FIELDS)
+        return doc if doc and doc["library"] == library else None
+
     async def get(self, request_id: str, library: str) -> HelpRequest | None:
-        doc = await self.collection.find_one({"_id": request_id, "library": library}, _FIELDS)
+        doc = await self._own(request_id, library)
         return _from_document(doc) if doc else None
 
     async def get_with_fingerprint(self, request_id: str, library: str) -> tuple[HelpRequest | None, str | None]:
-        doc = await self.collection.find_one({"_id": request_id, "library": library}, _FIELDS)
+        doc = await self._own(request_id, library)
         return (_from_document(doc), doc.get("fingerprint")) if doc else (None, None)
 
     async def list(self, library: str, listing: Listing) -> list[HelpRequest]:
@@ -80,15 +86,12 @@ class MongoHelpRequestRepository:
         cursor = self.collection.find(query, _FIELDS).sort([("registered_at", -1), ("_id", -1)]).limit(listing.limit)
         return [_from_document(doc) async for doc in cursor]
 
-    async def save_progress(self, help_request: HelpRequest, *, applied_event: str) -> bool:
-        """Store routing's progress once per event: the guard on applied_events makes a
-        re-delivered event a no-op even if it slipped past the processed-events check."""
+    async def save_progress(self, help_request: HelpRequest) -> None:
+        """Store routing's progress. Applying an event again gives the same state (the domain
+        ignores repeated and older changes), so a re-delivered event has no second effect;
+        one consumer applies a request's events one at a time."""
         doc = _to_document(help_request)
-        result = await self.collection.update_one(
-            {"_id": help_request.id, "applied_events": {"$ne": applied_event}},
-            {"$set": {k: doc[k] for k in _PROGRESS}, "$push": {"applied_events": applied_event}},
-        )
-        return result.modified_count == 1
+        await self.collection.update_one({"_id": help_request.id}, {"$set": {k: doc[k] for k in _PROGRESS}})
 
 
 LIBRARIES = "libraries"
@@ -122,8 +125,7 @@ class MongoLocationRepository:
     async def put(self, registered: RegisteredLocation, events: list[PendingEvent]) -> None:
         doc_id = f"{registered.library}:{registered.code}"
         state = registered.model_dump(mode="json") | {"registered_at": registered.registered_at}
-        update = outbox_update(events)
-        update["$set"] |= state
+        update = outbox_update(events) | {"$set": state}
         await self.collection.update_one({"_id": doc_id}, update, upsert=True)
         self.outbox.written(LOCATIONS, doc_id)
 

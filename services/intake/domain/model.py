@@ -180,6 +180,7 @@ class HelpRequest(BaseModel):
 
     def apply_handover_read(self, read: ReferralHandoverRead) -> "HelpRequest":
         referral, others = self._referral(read.referral_id, read.agency, read.question_index)
-        reads = [*referral.handover_reads, HandoverRead(at=read.read_at, by=read.agency)]
+        this = HandoverRead(at=read.read_at, by=read.agency)
+        reads = referral.handover_reads if this in referral.handover_reads else [*referral.handover_reads, this]
         updated = referral.model_copy(update={"handover_reads": reads})
         return self._with(self.decisions, sorted([*others, updated], key=lambda r: r.question_index))

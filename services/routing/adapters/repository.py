@@ -121,8 +121,7 @@ class MongoRoutingRepository:
 
     async def save_referral(self, referral: Referral, *, expected_version: int, events: list[PendingEvent]) -> None:
         doc = _referral_document(referral)
-        update = outbox_update(events)
-        update["$set"] |= {k: doc[k] for k in _STATE}
+        update = outbox_update(events) | {"$set": {k: doc[k] for k in _STATE}}
         result = await self.referrals.update_one({"_id": referral.referral_id, "version": expected_version}, update)
         if result.matched_count == 0:
             raise ConcurrentChange(referral.referral_id)

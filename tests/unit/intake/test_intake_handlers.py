@@ -23,7 +23,7 @@ class FakeHelpRequestRepository:
 
     def __init__(self) -> None:
         self.stored: dict[str, tuple[HelpRequest, list[PendingEvent], str]] = {}
-        self.progress: list[tuple[HelpRequest, str]] = []
+        self.progress: list[HelpRequest] = []
 
     async def add(self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str) -> None:
         if help_request.id in self.stored:
@@ -41,9 +41,8 @@ class FakeHelpRequestRepository:
     async def list(self, library: str, *, limit: int, after: str | None) -> list[HelpRequest]:
         return [hr for hr, _, _ in self.stored.values() if hr.library == library][:limit]
 
-    async def save_progress(self, help_request: HelpRequest, *, applied_event: str) -> bool:
-        self.progress.append((help_request, applied_event))
-        return True
+    async def save_progress(self, help_request: HelpRequest) -> None:
+        self.progress.append(help_request)
 
 
 def command(**overrides) -> RegisterHelpRequest:
@@ -228,9 +227,11 @@ async def test_routed_event_marks_request_referred_with_its_referrals():
     event = routed_event(data)
 
     await handlers.on_help_request_routed(event, data, repo=repo)
+    await handlers.on_help_request_routed(event, data, repo=repo)  # re-delivered
 
-    [(saved, applied_event)] = repo.progress
-    assert applied_event == str(event.id)
+    assert repo.progress[0] == repo.progress[1], "applying an event again changes nothing"
+    saved = repo.progress[0]
+
     assert saved.id == hr.id
     assert saved.status == "referred"
     assert saved.decisions == data.decisions
