@@ -16,7 +16,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-Role = Literal["library", "agency", "kb"]
+# "service": one platform service calling another (routing fetching a data key from intake).
+Role = Literal["library", "agency", "kb", "service"]
 ISSUER = "ido-platform"
 
 
@@ -104,6 +105,6 @@ def verify_credential(store: KeyStore, token: str) -> Principal:
         )
     except jwt.PyJWTError as exc:
         raise InvalidCredential("invalid credential") from exc
-    if claims.get("role") not in ("library", "agency", "kb") or not claims.get("org"):
+    if claims.get("role") not in ("library", "agency", "kb", "service") or not claims.get("org"):
         raise InvalidCredential("invalid credential")
     return Principal(role=claims["role"], organisation=claims["org"], credential_id=claims["jti"])

@@ -27,6 +27,8 @@ def _keys_create(args: argparse.Namespace, settings: InfraSettings) -> int:
         role, org, known = "library", args.library, reference.PILOT_LIBRARIES
     elif args.agency:
         role, org, known = "agency", args.agency, reference.AGENCIES
+    elif args.service:
+        role, org, known = "service", args.service, {"routing": "routing"}
     else:
         role, org, known = "kb", "kb", {"kb": "KB"}
     if org not in known:
@@ -103,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--library", metavar="CODE")
     who.add_argument("--agency", metavar="CODE")
     who.add_argument("--kb", action="store_true", help="a credential for KB staff")
+    who.add_argument("--service", metavar="NAME", help="a credential for a platform service (routing)")
     create.set_defaults(run=_keys_create)
     revoke = keys.add_parser("revoke", help="revoke a credential on every service")
     revoke.add_argument("credential_id")

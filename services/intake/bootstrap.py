@@ -1,8 +1,12 @@
 """Wires intake: settings, database, broker, repository, HTTP routes and subscriptions."""
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+
 from fastapi import FastAPI
 from pydantic import Field
 
+from services.intake import handlers
 from services.intake.adapters.repository import (
     COLLECTION,
     LOCATIONS,
@@ -11,10 +15,12 @@ from services.intake.adapters.repository import (
     MongoLocationRepository,
 )
 from services.intake.entrypoints import consumers, http
+from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, service_settings
 
 API_VERSION = "1.0.0"
+log = get_logger(__name__)
 
 
 class IntakeSettings(ServiceSettings):
@@ -24,6 +30,11 @@ class IntakeSettings(ServiceSettings):
     port: int = 8001
     # Largest accepted request body; a visit with 10 questions of 1000 characters fits easily.
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # Contact details and notes are kept 30 days: long enough for an agency to pick up a warm
+    # referral and for the library to follow it up, then erased (keys destroyed). The
+    # registration itself (themes, channel, outcome) stays for the KB's monitoring.
+    retention_days: int = Field(30, ge=1)
+    retention_check_seconds: float = Field(3600.0, gt=0)
 
 
 def build_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -33,6 +44,21 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     libraries = MongoLibraryRepository(runtime.db)
     locations = MongoLocationRepository(runtime.db, runtime.relay)
     consumers.subscribe(runtime.consumer, repo)
+
+    async def enforce_retention() -> None:
+        while True:
+            try:
+                await handlers.purge_expired(
+                    retention=timedelta(days=settings.retention_days),
+                    repo=repo,
+                    events=runtime.events,
+                    now=datetime.now(UTC),
+                )
+            except Exception:
+                log.exception("retention check failed; retrying")
+            await asyncio.sleep(settings.retention_check_seconds)
+
+    runtime.add_background(enforce_retention)
 
     async def prepare() -> None:
         await repo.ensure_indexes()

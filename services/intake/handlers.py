@@ -3,8 +3,8 @@ the repository and the event factory are handed in by the wiring."""
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
 
 from services.intake.adapters.repository import AlreadyExists, HelpRequestRepository
 from services.intake.domain.location import IdoLocation, RegisteredLocation
@@ -13,6 +13,7 @@ from shared.events.catalog import (
     HelpRequested,
     HelpRequestRouted,
     IdoLocationRegistered,
+    PersonalDataErased,
     QuestionFacts,
     ReferralHandoverRead,
     ReferralOverdue,
@@ -20,6 +21,7 @@ from shared.events.catalog import (
 )
 from shared.events.envelope import CloudEvent
 from shared.outbox import EventFactory, PendingEvent
+from shared.sealing import new_data_key, seal
 
 _IDEMPOTENCY_NS = uuid.UUID("6f1d4c1e-3f57-4c55-9a53-1f6b8a3f2d10")
 
@@ -79,9 +81,13 @@ async def register_help_request(
         raise UnknownLocation(cmd.location)
     request_id = str(uuid.uuid5(_IDEMPOTENCY_NS, f"{library}\n{idempotency_key}") if idempotency_key else uuid.uuid4())
     help_request = HelpRequest(id=request_id, library=library, registered_at=datetime.now(UTC), request=cmd)
-    event = events.create(_help_requested(help_request), correlation_id=correlation_id)
+    # The request's own data key seals what is personal before it enters any event.
+    data_key = new_data_key()
+    personal = help_request.personal_data()
+    sealed = seal(data_key, personal, bound_to=request_id) if personal else None
+    event = events.create(_help_requested(help_request, sealed), correlation_id=correlation_id)
     try:
-        await repo.add(help_request, [event], fingerprint=_fingerprint(cmd))
+        await repo.add(help_request, [event], fingerprint=_fingerprint(cmd), data_key=data_key)
     except AlreadyExists:
         existing, fingerprint = await repo.get_with_fingerprint(request_id, library)
         if existing is None or fingerprint != _fingerprint(cmd):
@@ -90,7 +96,7 @@ async def register_help_request(
     return help_request, True
 
 
-def _help_requested(hr: HelpRequest) -> HelpRequested:
+def _help_requested(hr: HelpRequest, sealed: str | None) -> HelpRequested:
     cmd = hr.request
     return HelpRequested(
         help_request_id=hr.id,
@@ -107,7 +113,44 @@ def _help_requested(hr: HelpRequest) -> HelpRequested:
         contact_preference=cmd.referral.contact_preference if cmd.referral else None,
         duration_minutes=cmd.duration_minutes,
         registered_at=hr.registered_at,
+        sealed=sealed,
     )
+
+
+class NotFound(Exception):
+    pass
+
+
+async def erase_personal_data(
+    request_id: str,
+    *,
+    library: str | None,
+    reason: Literal["request", "retention"],
+    repo: HelpRequestRepository,
+    events: EventFactory,
+    now: datetime,
+) -> HelpRequest:
+    """Erase a visit's contact details and notes and destroy its data key, at once; every
+    service drops its copies on PersonalDataErased. `library` None: on behalf of the KB."""
+    help_request = await repo.get(request_id, library) if library else await repo.get_any(request_id)
+    if help_request is None:
+        raise NotFound(request_id)
+    if help_request.personal_data_erased_at is not None:
+        return help_request
+    erased = help_request.without_personal_data(now)
+    fact = PersonalDataErased(help_request_id=request_id, library=help_request.library, reason=reason, erased_at=now)
+    await repo.erase(erased, [events.create(fact, correlation_id=request_id)])
+    return erased
+
+
+async def purge_expired(
+    *, retention: timedelta, repo: HelpRequestRepository, events: EventFactory, now: datetime
+) -> int:
+    """End of retention: erase the personal data of every visit registered before now - retention."""
+    expired = await repo.with_personal_data_before(now - retention)
+    for request_id in expired:
+        await erase_personal_data(request_id, library=None, reason="retention", repo=repo, events=events, now=now)
+    return len(expired)
 
 
 async def _progress(event: CloudEvent, help_request_id: str, library: str, repo: HelpRequestRepository, apply) -> None:

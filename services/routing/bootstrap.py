@@ -9,9 +9,13 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from services.routing import handlers
+from services.routing.adapters.intake_keys import IntakeKeys
 from services.routing.adapters.repository import CASES, REFERRALS, MongoRoutingRepository
 from services.routing.entrypoints import consumers, http, webhooks
+from shared import credentials
+from shared.auth import KeyStore
 from shared.logging import get_logger
+from shared.outbox import EventFactory
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, service_settings
 
@@ -29,10 +33,23 @@ class RoutingSettings(ServiceSettings):
     default_response_hours: int = Field(120, ge=1)
     # How often the service-level watch looks for overdue referrals.
     sla_check_seconds: float = Field(60.0, gt=0)
+    # Where routing fetches data keys to open sealed handover details, and with what credential
+    # (`ido keys create --service routing`). Left empty on a development machine, routing issues
+    # itself one with the local signing key at start.
+    intake_url: str = "http://127.0.0.1:8001"
+    service_credential: str = ""
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _own_service_credential(settings: RoutingSettings) -> str:
+    events = EventFactory(service="routing", oin=settings.oin, base_url=settings.public_base_url)
+    store = KeyStore(settings.credential_keys_dir)
+    _, token = await credentials.create(settings.kafka_bootstrap_servers, events, store, "service", "routing")
+    log.warning("no ROUTING_SERVICE_CREDENTIAL set: issued one with the local signing key")
+    return token
 
 
 def build_app(settings: RoutingSettings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
@@ -51,9 +68,15 @@ def build_app(settings: RoutingSettings | None = None, clock: Callable[[], datet
             await asyncio.sleep(settings.sla_check_seconds)
 
     runtime.add_background(watch_service_levels)
-    app = runtime.http_app(title="IDO routing API", api_version=API_VERSION, on_start=repo.prepare)
+    keys = IntakeKeys(settings.intake_url)
+
+    async def prepare() -> None:
+        await repo.prepare()
+        keys.use(settings.service_credential or await _own_service_credential(settings))
+
+    app = runtime.http_app(title="IDO routing API", api_version=API_VERSION, on_start=prepare)
     app.include_router(
-        http.build_router(authenticated=runtime.authenticated, repo=repo, events=runtime.events, clock=clock)
+        http.build_router(authenticated=runtime.authenticated, repo=repo, events=runtime.events, keys=keys, clock=clock)
     )
     webhooks.install(runtime, app, settings)
     return app

@@ -2,6 +2,7 @@
 objects; the repository, event factory and clock are handed in by the wiring."""
 
 from datetime import datetime
+from typing import Any, Protocol
 
 from services.routing.adapters.repository import ConcurrentChange, RoutingRepository
 from services.routing.domain.model import decide
@@ -10,6 +11,7 @@ from shared.auth import Principal
 from shared.events.catalog import (
     HelpRequested,
     HelpRequestRouted,
+    PersonalDataErased,
     ReferralHandoverRead,
     ReferralOverdue,
     ReferralStatus,
@@ -18,6 +20,7 @@ from shared.events.catalog import (
 )
 from shared.events.envelope import CloudEvent
 from shared.outbox import EventFactory
+from shared.sealing import unseal
 
 
 class NotFound(Exception):
@@ -66,7 +69,30 @@ async def on_help_requested(
         for r in referrals
     ]
     await repo.add_referrals(referrals)
-    await repo.add_case(routed, pending)
+    await repo.add_case(routed, pending, data.sealed)
+
+
+async def on_personal_data_erased(event: CloudEvent, data: PersonalDataErased, *, repo: RoutingRepository) -> None:
+    """Drop routing's copy of the sealed details (its key is already destroyed at intake)."""
+    await repo.forget_sealed(data.help_request_id)
+
+
+class KeySource(Protocol):
+    async def fetch(self, help_request_id: str) -> bytes | None: ...
+
+
+async def personal_details(referral: Referral, *, repo: RoutingRepository, keys: KeySource) -> dict[str, Any]:
+    """What the receiving agency may see of the visitor: contact details only with consent and
+    as the visitor prefers to be contacted, and the note of the referred question."""
+    sealed = await repo.sealed(referral.help_request_id)
+    key = await keys.fetch(referral.help_request_id) if sealed else None
+    if sealed is None or key is None:
+        return {"contact": None, "note": None}
+    personal = unseal(key, sealed, bound_to=referral.help_request_id)
+    contact = personal.get("contact") or None
+    wanted = {"phone": ("name", "phone"), "email": ("name", "email")}.get(referral.contact_preference or "", ())
+    shown = {k: v for k, v in (contact or {}).items() if k in wanted} or None
+    return {"contact": shown, "note": personal.get("notes", {}).get(str(referral.question_index))}
 
 
 def _referred(r: Referral) -> ReferredToAgency:

@@ -101,6 +101,9 @@ class HelpRequested(EventData):
     contact_preference: ContactPreference | None = None
     duration_minutes: int | None = None
     registered_at: datetime
+    # Contact details (only with consent) and notes, sealed with the request's own data key
+    # (shared.sealing); readable only through intake, and not at all once erased.
+    sealed: str | None = None
 
 
 class QuestionDecision(BaseModel):
@@ -110,6 +113,22 @@ class QuestionDecision(BaseModel):
     outcome: RoutingOutcome
     organisation: str | None = None
     referral_id: str | None = None
+
+
+class PersonalDataErased(EventData):
+    event_name: ClassVar[str] = "PersonalDataErased"
+    producer: ClassVar[str] = "intake"
+    topic_template: ClassVar[str] = HELP_REQUESTS
+    subject_field: ClassVar[str] = "help_request_id"
+    summary: ClassVar[str] = (
+        "A help request's personal data was erased (on request, AVG art. 17, or at the end of its "
+        "retention) and its data key destroyed: every service drops its copies."
+    )
+
+    help_request_id: str
+    library: str
+    reason: Literal["request", "retention"]
+    erased_at: datetime
 
 
 class HelpRequestRouted(EventData):
@@ -216,7 +235,7 @@ class CredentialIssued(EventData):
     summary: ClassVar[str] = "An operator issued an API credential (never the secret itself)."
 
     credential_id: str
-    role: Literal["library", "agency", "kb"]
+    role: Literal["library", "agency", "kb", "service"]
     organisation: str
     key_id: str
     issued_at: datetime
@@ -230,7 +249,7 @@ class CredentialRevoked(EventData):
     summary: ClassVar[str] = "An operator revoked an API credential; every service refuses it from then on."
 
     credential_id: str
-    role: Literal["library", "agency", "kb"]
+    role: Literal["library", "agency", "kb", "service"]
     organisation: str
     revoked_at: datetime
 
@@ -239,6 +258,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     cls.event_name: cls
     for cls in (
         HelpRequested,
+        PersonalDataErased,
         HelpRequestRouted,
         ReferredToAgency,
         ReferralStatusChanged,

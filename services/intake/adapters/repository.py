@@ -1,5 +1,6 @@
 """Help requests in intake's own MongoDB database."""
 
+from datetime import datetime
 from typing import Any, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -16,7 +17,13 @@ class AlreadyExists(Exception):
 
 
 class HelpRequestRepository(Protocol):
-    async def add(self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str) -> None: ...
+    async def add(
+        self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str, data_key: bytes
+    ) -> None: ...
+    async def get_any(self, request_id: str) -> HelpRequest | None: ...
+    async def data_key(self, request_id: str) -> bytes | None: ...
+    async def erase(self, erased: HelpRequest, events: list[PendingEvent]) -> None: ...
+    async def with_personal_data_before(self, moment: datetime) -> list[str]: ...
     async def get(self, request_id: str, library: str) -> HelpRequest | None: ...
     async def get_with_fingerprint(self, request_id: str, library: str) -> tuple[HelpRequest | None, str | None]: ...
     async def list(self, library: str, listing: Listing) -> list[HelpRequest]: ...
@@ -37,7 +44,7 @@ def _from_document(doc: dict[str, Any]) -> HelpRequest:
     return HelpRequest.model_validate({**doc, "id": doc["_id"]})
 
 
-_FIELDS = {"outbox": 0}
+_FIELDS = {"outbox": 0, "data_key": 0}
 
 
 class MongoHelpRequestRepository:
@@ -48,8 +55,10 @@ class MongoHelpRequestRepository:
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("library", 1), ("registered_at", -1)])
 
-    async def add(self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str) -> None:
-        doc = with_outbox({**_to_document(help_request), "fingerprint": fingerprint}, events)
+    async def add(
+        self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str, data_key: bytes
+    ) -> None:
+        doc = with_outbox({**_to_document(help_request), "fingerprint": fingerprint, "data_key": data_key}, events)
         try:
             await self.collection.insert_one(doc)
         except DuplicateKeyError:
@@ -65,6 +74,28 @@ class MongoHelpRequestRepository:
     async def get(self, request_id: str, library: str) -> HelpRequest | None:
         doc = await self._own(request_id, library)
         return _from_document(doc) if doc else None
+
+    async def get_any(self, request_id: str) -> HelpRequest | None:
+        doc = await self.collection.find_one({"_id": request_id}, _FIELDS)
+        return _from_document(doc) if doc else None
+
+    async def data_key(self, request_id: str) -> bytes | None:
+        doc = await self.collection.find_one({"_id": request_id}, {"data_key": 1})
+        return bytes(doc["data_key"]) if doc and doc.get("data_key") else None
+
+    async def erase(self, erased: HelpRequest, events: list[PendingEvent]) -> None:
+        """One write: contact details and notes gone, the data key destroyed, the fact recorded."""
+        doc = _to_document(erased)
+        update = outbox_update(events) | {
+            "$set": {"request": doc["request"], "personal_data_erased_at": doc["personal_data_erased_at"]},
+            "$unset": {"data_key": ""},
+        }
+        await self.collection.update_one({"_id": erased.id}, update)
+        self.outbox.written(COLLECTION, erased.id)
+
+    async def with_personal_data_before(self, moment: datetime) -> list[str]:
+        query = {"registered_at": {"$lt": moment}, "personal_data_erased_at": None}
+        return [doc["_id"] async for doc in self.collection.find(query, {"_id": 1}).limit(1000)]
 
     async def get_with_fingerprint(self, request_id: str, library: str) -> tuple[HelpRequest | None, str | None]:
         doc = await self._own(request_id, library)

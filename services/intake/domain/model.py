@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
@@ -130,6 +130,31 @@ class HelpRequest(BaseModel):
     status: Status = "received"
     decisions: list[QuestionDecision] = []
     referrals: list[ReferralView] = []
+    personal_data_erased_at: datetime | None = None
+
+    def personal_data(self) -> dict[str, Any] | None:
+        """What is personal in this visit and may travel sealed: contact details (only with
+        consent) and the notes. None when there is nothing personal."""
+        referral = self.request.referral
+        contact = (
+            referral.contact.model_dump(exclude_none=True)
+            if referral and referral.consent and referral.contact
+            else None
+        )
+        notes = {str(i): q.note for i, q in enumerate(self.request.questions) if q.note}
+        return {"contact": contact, "notes": notes} if contact or notes else None
+
+    def without_personal_data(self, at: datetime) -> "HelpRequest":
+        """The visit as it stays after erasure: the registration without contact or notes."""
+        questions = [q.model_copy(update={"note": None}) for q in self.request.questions]
+        referral = self.request.referral
+        request = self.request.model_copy(
+            update={
+                "questions": questions,
+                "referral": referral.model_copy(update={"contact": None}) if referral else None,
+            }
+        )
+        return self.model_copy(update={"request": request, "personal_data_erased_at": at})
 
     def _with(self, decisions: list[QuestionDecision], referrals: list[ReferralView]) -> "HelpRequest":
         if referrals and all(r.status in _CLOSED for r in referrals):

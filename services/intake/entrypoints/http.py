@@ -2,7 +2,7 @@
 
 import base64
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -24,6 +24,10 @@ log = get_logger(__name__)
 class HelpRequestPage(BaseModel):
     items: list[HelpRequest]
     next: str | None
+
+
+class DataKey(BaseModel):
+    key: str
 
 
 class LibraryView(BaseModel):
@@ -138,6 +142,32 @@ def build_router(
         items = await repo.list(_library(caller), listing)
         last = items[-1] if len(items) == limit else None
         return HelpRequestPage(items=items, next=_next(last) if last else None)
+
+    @router.delete("/help-requests/{request_id}/personal-data", response_model=HelpRequest, tags=["privacy"])
+    async def erase(request_id: str, caller: Caller) -> HelpRequest:
+        """Erase the visit's contact details and notes at once (AVG art. 17) and destroy its data
+        key, so no copy anywhere can be read again. A library its own visits; the KB any."""
+        if caller.role not in ("library", "kb"):
+            raise Problem(403, "Only the library or the KB can erase personal data")
+        library = caller.organisation if caller.role == "library" else None
+        try:
+            return await handlers.erase_personal_data(
+                request_id, library=library, reason="request", repo=repo, events=events, now=datetime.now(UTC)
+            )
+        except handlers.NotFound:
+            raise Problem(404, "Help request not found") from None
+
+    @router.get("/help-requests/{request_id}/data-key", response_model=DataKey, tags=["privacy"])
+    async def data_key(request_id: str, caller: Caller) -> DataKey:
+        """The request's data key, for routing only, to open the sealed handover details.
+        404 once the personal data is erased."""
+        if caller.role != "service" or caller.organisation != "routing":
+            raise Problem(403, "Only the routing service may fetch data keys")
+        key = await repo.data_key(request_id)
+        if key is None:
+            raise Problem(404, "No data key", "unknown, or its personal data was erased")
+        log.info("data key handed out", help_request_id=request_id, to=caller.organisation)
+        return DataKey(key=base64.urlsafe_b64encode(key).decode())
 
     @router.put("/locations/{code}", response_model=RegisteredLocation, tags=["locations"])
     async def put_location(

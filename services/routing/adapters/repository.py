@@ -28,7 +28,9 @@ class RoutingRepository(Protocol):
     async def rules(self) -> RoutingRules: ...
     async def response_time(self, organisation: str) -> timedelta: ...
     async def add_referrals(self, referrals: list[Referral]) -> None: ...
-    async def add_case(self, routed: HelpRequestRouted, events: list[PendingEvent]) -> bool: ...
+    async def add_case(self, routed: HelpRequestRouted, events: list[PendingEvent], sealed: str | None) -> bool: ...
+    async def sealed(self, help_request_id: str) -> str | None: ...
+    async def forget_sealed(self, help_request_id: str) -> None: ...
     async def referral(self, referral_id: str) -> Referral | None: ...
     async def save_referral(self, referral: Referral, *, expected_version: int, events: list[PendingEvent]) -> None: ...
     async def record_read(self, referral_id: str, read: dict[str, Any], event: PendingEvent) -> None: ...
@@ -105,15 +107,23 @@ class MongoRoutingRepository:
             doc = _referral_document(referral)
             await self.referrals.update_one({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True)
 
-    async def add_case(self, routed: HelpRequestRouted, events: list[PendingEvent]) -> bool:
-        """The commit point of routing a help request: the case and all its events in one write."""
-        doc = {"_id": routed.help_request_id, "library": routed.library, **routed.model_dump(mode="python")}
+    async def add_case(self, routed: HelpRequestRouted, events: list[PendingEvent], sealed: str | None) -> bool:
+        """The commit point of routing a help request: the case and all its events in one write.
+        `sealed`: the request's personal data as intake sealed it, opened only for a handover."""
+        doc = {"_id": routed.help_request_id, **routed.model_dump(mode="python"), "sealed": sealed}
         try:
             await self.cases.insert_one(with_outbox(doc, events))
         except DuplicateKeyError:
             return False  # routed before: a re-delivered HelpRequested has no second effect
         self.outbox.written(CASES, doc["_id"])
         return True
+
+    async def sealed(self, help_request_id: str) -> str | None:
+        doc = await self.cases.find_one({"_id": help_request_id}, {"sealed": 1})
+        return (doc or {}).get("sealed")
+
+    async def forget_sealed(self, help_request_id: str) -> None:
+        await self.cases.update_one({"_id": help_request_id}, {"$unset": {"sealed": ""}})
 
     async def referral(self, referral_id: str) -> Referral | None:
         doc = await self.referrals.find_one({"_id": referral_id}, {"outbox": 0, "reads": 0})

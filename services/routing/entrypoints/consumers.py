@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from services.routing import handlers
 from services.routing.adapters.repository import RoutingRepository
@@ -21,4 +22,10 @@ def subscribe(
     async def help_requested(event: CloudEvent, data: catalog.HelpRequested) -> None:
         await handlers.on_help_requested(event, data, repo=repo, events=events, handover_url=handover_url, now=clock())
 
-    consumer.subscribe(catalog.HELP_REQUESTS, {catalog.HelpRequested.event_name: help_requested})
+    consumer.subscribe(
+        catalog.HELP_REQUESTS,
+        {
+            catalog.HelpRequested.event_name: help_requested,
+            catalog.PersonalDataErased.event_name: partial(handlers.on_personal_data_erased, repo=repo),
+        },
+    )

@@ -3,7 +3,7 @@ status reports that close the loop, and the list of their referrals."""
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -41,10 +41,14 @@ class ReferralView(BaseModel):
     sent_at: datetime
     due_at: datetime | None
     history: list[StatusChangeView]
+    # Only in the handover: the visitor's contact details (with consent, per preference) and
+    # the note of the referred question. None once the personal data is erased.
+    contact: dict[str, str] | None = None
+    note: str | None = None
 
     @classmethod
-    def of(cls, referral: Referral) -> "ReferralView":
-        return cls.model_validate(referral, from_attributes=True)
+    def of(cls, referral: Referral, **personal: Any) -> "ReferralView":
+        return cls.model_validate(referral, from_attributes=True).model_copy(update=personal)
 
 
 class StatusReport(BaseModel):
@@ -73,6 +77,7 @@ def build_router(
     authenticated,
     repo: RoutingRepository,
     events: EventFactory,
+    keys: handlers.KeySource,
     clock: Callable[[], datetime],
 ) -> APIRouter:
     router = APIRouter()
@@ -90,7 +95,7 @@ def build_router(
             referral = await handlers.read_handover(referral_id, caller=caller, repo=repo, events=events, now=clock())
         except handlers.NotFound:
             raise Problem(404, "Referral not found") from None
-        return ReferralView.of(referral)
+        return ReferralView.of(referral, **await handlers.personal_details(referral, repo=repo, keys=keys))
 
     @router.post(f"{HANDOVER_PATH}/status", response_model=ReferralView, tags=["referrals"])
     async def report_status(referral_id: str, report: StatusReport, caller: Caller) -> ReferralView:

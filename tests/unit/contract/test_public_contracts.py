@@ -64,5 +64,5 @@ def test_asyncapi_lists_every_event_type_on_its_topic():
     doc = asyncapi.document()
     addresses = {c["address"]: set(c["messages"]) for c in doc["channels"].values()}
     assert addresses["ido.referrals.{agency}.v1"] == {"ReferredToAgency"}
-    assert addresses["ido.help-requests.v1"] == {"HelpRequested"}
+    assert addresses["ido.help-requests.v1"] == {"HelpRequested", "PersonalDataErased"}
     assert set(doc["components"]["messages"]) == set(catalog.EVENT_TYPES)

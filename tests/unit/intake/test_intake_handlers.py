@@ -11,6 +11,7 @@ from services.intake.domain.location import IdoLocation, RegisteredLocation
 from services.intake.domain.model import HelpRequest, RegisterHelpRequest
 from shared.events.catalog import HelpRequestRouted, QuestionDecision
 from shared.outbox import EventFactory, PendingEvent
+from shared.sealing import unseal
 
 NOTE = "Hulp bij het aanvragen van huurtoeslag voor mevrouw"
 NAME = "J. Jansen"
@@ -24,11 +25,15 @@ class FakeHelpRequestRepository:
     def __init__(self) -> None:
         self.stored: dict[str, tuple[HelpRequest, list[PendingEvent], str]] = {}
         self.progress: list[HelpRequest] = []
+        self.keys: dict[str, bytes] = {}
 
-    async def add(self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str) -> None:
+    async def add(
+        self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str, data_key: bytes
+    ) -> None:
         if help_request.id in self.stored:
             raise AlreadyExists
         self.stored[help_request.id] = (help_request, list(events), fingerprint)
+        self.keys[help_request.id] = data_key
 
     async def get(self, request_id: str, library: str) -> HelpRequest | None:
         hr, _, _ = self.stored.get(request_id, (None, None, None))
@@ -256,3 +261,11 @@ async def test_routed_event_for_request_of_another_library_raises_lookup_error()
     with pytest.raises(LookupError):
         await handlers.on_help_request_routed(routed_event(data), data, repo=repo)
     assert repo.progress == []
+
+
+async def test_personal_data_travels_sealed_with_the_requests_own_key():
+    repo = FakeHelpRequestRepository()
+    hr, _ = await register(repo)
+    [pending] = repo.stored[hr.id][1]
+    opened = unseal(repo.keys[hr.id], pending.event.data["sealed"], bound_to=hr.id)
+    assert opened["contact"]["phone"] == PHONE and NOTE in opened["notes"].values()

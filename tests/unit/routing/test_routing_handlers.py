@@ -28,7 +28,7 @@ class FakeRoutingRepository:
     async def add_referrals(self, referrals: list[Referral]) -> None:
         self._referrals = list(referrals)
 
-    async def add_case(self, routed: HelpRequestRouted, events: list[PendingEvent]) -> bool:
+    async def add_case(self, routed: HelpRequestRouted, events: list[PendingEvent], sealed: str | None) -> bool:
         self.cases.append((routed, self._referrals, list(events)))
         return True
 
