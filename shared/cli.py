@@ -1,17 +1,23 @@
 """`ido`: the operator's command line.
 
-ido keys create --library CODE | --agency CODE | --kb   print a new credential (one line)
-ido keys rotate                                         start signing with a new key
-ido topics apply                                        create missing topics (idempotent)
-ido schemas export DIR                                  write the event JSON Schemas
-ido asyncapi                                            print the AsyncAPI document
+  ido keys create --library CODE | --agency CODE | --kb | --service NAME   print a new credential
+  ido keys revoke CREDENTIAL_ID        every service refuses it from then on
+  ido keys list                        issued credentials, without secrets
+  ido keys rotate                      sign new credentials with a new key
+  ido topics apply                     create missing topics (idempotent)
+  ido privacy erase --help-request ID  erase a visit's contact details and notes now
+  ido schemas export DIR               write the event JSON Schemas
+  ido asyncapi                         print the AsyncAPI document
 """
 
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
+
+import httpx
 
 from shared import credentials, reference
 from shared.auth import KeyStore, Role
@@ -90,6 +96,23 @@ def _schemas_export(args: argparse.Namespace, _: InfraSettings) -> int:
     return 0
 
 
+def _privacy_erase(args: argparse.Namespace, settings: InfraSettings) -> int:
+    """Erase through intake's API, as the KB, so the erasure takes the one path every erasure takes."""
+    store = KeyStore(settings.credential_keys_dir)
+    _, token = asyncio.run(credentials.create(settings.kafka_bootstrap_servers, _events(settings), store, "kb", "kb"))
+    response = httpx.delete(
+        f"{args.intake_url.rstrip('/')}/v1/help-requests/{args.help_request}/personal-data",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    if response.status_code != 200:
+        print(f"ido: erasure failed: {response.status_code} {response.text}", file=sys.stderr)
+        return 1
+    erased_at = response.json()["personal_data_erased_at"]
+    print(f"ido: personal data of {args.help_request} erased at {erased_at}", file=sys.stderr)
+    return 0
+
+
 def _asyncapi(_: argparse.Namespace, __: InfraSettings) -> int:
     print(json.dumps(asyncapi.document(), indent=2, sort_keys=True))
     return 0
@@ -120,6 +143,11 @@ def parser() -> argparse.ArgumentParser:
     export = schemas.add_parser("export", help="write one JSON Schema per event type")
     export.add_argument("directory")
     export.set_defaults(run=_schemas_export)
+    privacy = sub.add_parser("privacy", help="personal data").add_subparsers(dest="action", required=True)
+    erase = privacy.add_parser("erase", help="erase a visit's contact details and notes now (AVG art. 17)")
+    erase.add_argument("--help-request", required=True, metavar="ID")
+    erase.add_argument("--intake-url", default=os.environ.get("INTAKE_URL", "http://127.0.0.1:8001"))
+    erase.set_defaults(run=_privacy_erase)
     sub.add_parser("asyncapi", help="print the AsyncAPI document of all topics").set_defaults(run=_asyncapi)
     return p
 

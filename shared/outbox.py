@@ -119,8 +119,12 @@ class OutboxRelay:
         """Publish everything pending now (a full scan); return how many events were published."""
         published = 0
         for coll in self.collections.values():
-            async for doc in coll.find({"outbox_pending": {"$gt": 0}}, {"outbox": 1}):
-                published += await self._publish_document(coll, doc)
+            # Ids first, in one pass: a long-lived cursor interleaved with writes is slow on FerretDB.
+            pending = [doc["_id"] async for doc in coll.find({"outbox_pending": {"$gt": 0}}, {"_id": 1})]
+            for document_id in pending:
+                doc = await coll.find_one({"_id": document_id}, {"outbox": 1})
+                if doc:
+                    published += await self._publish_document(coll, doc)
         return published
 
     async def _publish_document(self, coll: AsyncCollection, doc: dict[str, Any]) -> int:
@@ -140,12 +144,10 @@ class OutboxRelay:
         next_sweep = loop.time()  # sweep at start: whatever a crash left behind
         while True:
             try:
+                await self.publish_written()
                 if loop.time() >= next_sweep:
                     next_sweep = loop.time() + self.sweep_seconds
-                    self._written.clear()  # the sweep covers them
                     await self.drain()
-                else:
-                    await self.publish_written()
             except asyncio.CancelledError:
                 raise
             except Exception:
