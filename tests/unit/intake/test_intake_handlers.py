@@ -1,7 +1,9 @@
 """Intake's handlers against an in-memory repository (no database)."""
 
+from __future__ import annotations
+
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -26,6 +28,7 @@ class FakeHelpRequestRepository:
         self.stored: dict[str, tuple[HelpRequest, list[PendingEvent], str]] = {}
         self.progress: list[HelpRequest] = []
         self.keys: dict[str, bytes] = {}
+        self.erased: dict[str, tuple[HelpRequest, list[PendingEvent]]] = {}
 
     async def add(
         self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str, data_key: bytes
@@ -48,6 +51,18 @@ class FakeHelpRequestRepository:
 
     async def save_progress(self, help_request: HelpRequest) -> None:
         self.progress.append(help_request)
+
+    async def get_any(self, request_id: str) -> HelpRequest | None:
+        found = self.stored.get(request_id)
+        return found[0] if found else None
+
+    async def erase(self, erased: HelpRequest, events: list[PendingEvent]) -> None:
+        self.erased[erased.id] = (erased, events)
+        self.stored[erased.id] = (erased, *self.stored[erased.id][1:])
+        self.keys.pop(erased.id, None)
+
+    async def with_personal_data_before(self, moment: datetime) -> list[str]:
+        return [i for i in self.before(moment) if self.stored[i][0].personal_data_erased_at is None]
 
 
 def command(**overrides) -> RegisterHelpRequest:
@@ -269,3 +284,19 @@ async def test_personal_data_travels_sealed_with_the_requests_own_key():
     [pending] = repo.stored[hr.id][1]
     opened = unseal(repo.keys[hr.id], pending.event.data["sealed"], bound_to=hr.id)
     assert opened["contact"]["phone"] == PHONE and NOTE in opened["notes"].values()
+
+
+async def test_retention_erases_old_personal_data_once_and_keeps_the_registration():
+    repo = FakeHelpRequestRepository()
+    hr, _ = await register(repo)
+    repo.before = lambda moment: [i for i, (h, _, _) in repo.stored.items() if h.registered_at < moment]
+    now = hr.registered_at + timedelta(days=31)
+
+    assert await handlers.purge_expired(retention=timedelta(days=31), repo=repo, events=intake_events(), now=now) == 0
+    erased = await handlers.purge_expired(retention=timedelta(days=30), repo=repo, events=intake_events(), now=now)
+    assert erased == 1
+    kept, [fact] = repo.erased[hr.id]
+    assert kept.request.referral.contact is None and kept.request.questions[0].note is None
+    assert kept.request.questions[0].theme == hr.request.questions[0].theme
+    assert fact.event.type == "nl.ido.PersonalDataErased" and fact.event.data["reason"] == "retention"
+    assert hr.id not in repo.keys, "the data key is destroyed"
