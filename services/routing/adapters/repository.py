@@ -1,6 +1,7 @@
 """Routing's own database: routing cases (one per help request), referrals (one document each,
 carrying their own outbox), routing rules and receiving organisations."""
 
+import time
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -14,6 +15,8 @@ from shared import reference
 from shared.events.catalog import HelpRequestRouted
 from shared.outbox import OutboxNotifier, PendingEvent, outbox_update, with_outbox
 
+# Rules and response times edited in the database take effect within this many seconds.
+REFERENCE_TTL_SECONDS = 60.0
 CASES = "routing_cases"
 REFERRALS = "referrals"
 RULES = "routing_rules"
@@ -73,6 +76,8 @@ class MongoRoutingRepository:
         self.rule_docs = db[RULES]
         self.organisations = db[ORGANISATIONS]
         self.default_response_time = default_response_time
+        self._rules: tuple[float, RoutingRules] | None = None
+        self._hours: tuple[float, dict[str, int | None]] | None = None
         self.outbox = outbox
 
     async def prepare(self) -> None:
@@ -86,12 +91,18 @@ class MongoRoutingRepository:
             await self.rule_docs.update_one({"_id": rule["_id"]}, {"$setOnInsert": rule}, upsert=True)
 
     async def rules(self) -> RoutingRules:
-        docs = [d async for d in self.rule_docs.find({})]
-        return RoutingRules({(d["theme"], d.get("subtheme")): d.get("organisation") for d in docs})
+        # Read at most once a minute: every help request needs them, and they change rarely.
+        if self._rules is None or time.monotonic() - self._rules[0] > REFERENCE_TTL_SECONDS:
+            docs = [d async for d in self.rule_docs.find({})]
+            rules = RoutingRules({(d["theme"], d.get("subtheme")): d.get("organisation") for d in docs})
+            self._rules = (time.monotonic(), rules)
+        return self._rules[1]
 
     async def response_time(self, organisation: str) -> timedelta:
-        doc = await self.organisations.find_one({"_id": organisation}, {"response_hours": 1})
-        hours = (doc or {}).get("response_hours")
+        if self._hours is None or time.monotonic() - self._hours[0] > REFERENCE_TTL_SECONDS:
+            docs = [d async for d in self.organisations.find({}, {"response_hours": 1})]
+            self._hours = (time.monotonic(), {d["_id"]: d.get("response_hours") for d in docs})
+        hours = self._hours[1].get(organisation)
         return timedelta(hours=hours) if hours else self.default_response_time
 
     async def all_organisations(self) -> list[dict[str, Any]]:
