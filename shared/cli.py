@@ -1,13 +1,13 @@
 """`ido`: the operator's command line.
 
-  ido keys create --library CODE | --agency CODE | --kb | --service NAME   print a new credential
-  ido keys revoke CREDENTIAL_ID        every service refuses it from then on
-  ido keys list                        issued credentials, without secrets
-  ido keys rotate                      sign new credentials with a new key
-  ido topics apply                     create missing topics (idempotent)
-  ido privacy erase --help-request ID  erase a visit's contact details and notes now
-  ido schemas export DIR               write the event JSON Schemas
-  ido asyncapi                         print the AsyncAPI document
+ido keys create --library CODE | --agency CODE | --kb | --service NAME   print a new credential
+ido keys revoke CREDENTIAL_ID        every service refuses it from then on
+ido keys list                        issued credentials, without secrets
+ido keys rotate                      sign new credentials with a new key
+ido topics apply                     create missing topics (idempotent)
+ido privacy erase --help-request ID  erase a visit's contact details and notes now
+ido schemas export DIR               write the event JSON Schemas
+ido asyncapi                         print the AsyncAPI document
 """
 
 import argparse

@@ -77,7 +77,8 @@ async def register_help_request(
 ) -> tuple[HelpRequest, bool]:
     """Store the visit and its HelpRequested event in one write. Returns (request, created).
     A retry with the same Idempotency-Key returns the first request instead of a second one."""
-    if cmd.location and await locations.get(library, cmd.location) is None:
+    location = await locations.get(library, cmd.location) if cmd.location else None
+    if cmd.location and location is None:
         raise UnknownLocation(cmd.location)
     request_id = str(uuid.uuid5(_IDEMPOTENCY_NS, f"{library}\n{idempotency_key}") if idempotency_key else uuid.uuid4())
     help_request = HelpRequest(id=request_id, library=library, registered_at=datetime.now(UTC), request=cmd)
@@ -85,7 +86,8 @@ async def register_help_request(
     data_key = new_data_key()
     personal = help_request.personal_data()
     sealed = seal(data_key, personal, bound_to=request_id) if personal else None
-    event = events.create(_help_requested(help_request, sealed), correlation_id=correlation_id)
+    municipality = location.location.municipality if location else None
+    event = events.create(_help_requested(help_request, sealed, municipality), correlation_id=correlation_id)
     try:
         await repo.add(help_request, [event], fingerprint=_fingerprint(cmd), data_key=data_key)
     except AlreadyExists:
@@ -96,16 +98,17 @@ async def register_help_request(
     return help_request, True
 
 
-def _help_requested(hr: HelpRequest, sealed: str | None) -> HelpRequested:
+def _help_requested(hr: HelpRequest, sealed: str | None, municipality: str | None) -> HelpRequested:
     cmd = hr.request
     return HelpRequested(
         help_request_id=hr.id,
         library=hr.library,
         location=cmd.location,
+        municipality=municipality,
         channel=cmd.channel,
         # Classification only: notes and contact details stay in intake.
         questions=[
-            QuestionFacts(index=i, category=q.category, theme=q.theme, subtheme=q.subtheme)
+            QuestionFacts(index=i, category=q.category, theme=q.theme, subtheme=q.subtheme, target=q.target)
             for i, q in enumerate(cmd.questions)
         ],
         help_given=list(cmd.help_given),

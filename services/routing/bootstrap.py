@@ -11,6 +11,7 @@ from pydantic import Field
 from services.routing import handlers
 from services.routing.adapters.intake_keys import IntakeKeys
 from services.routing.adapters.repository import CASES, REFERRALS, MongoRoutingRepository
+from services.routing.adapters.topics import KafkaReferralTopics
 from services.routing.entrypoints import consumers, http, webhooks
 from shared import credentials
 from shared.auth import KeyStore
@@ -57,7 +58,7 @@ def build_app(settings: RoutingSettings | None = None, clock: Callable[[], datet
     runtime = ServiceRuntime(settings, outbox_collections=[CASES, REFERRALS])
     repo = MongoRoutingRepository(runtime.db, timedelta(hours=settings.default_response_hours), runtime.relay)
     handover_url = settings.public_base_url + http.HANDOVER_PATH
-    consumers.subscribe(runtime.consumer, repo, runtime.events, handover_url, clock)
+    consumers.subscribe(runtime.consumer, repo, runtime.events, handover_url, KafkaReferralTopics(settings), clock)
 
     async def watch_service_levels() -> None:
         while True:

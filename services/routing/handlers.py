@@ -23,6 +23,10 @@ from shared.outbox import EventFactory
 from shared.sealing import unseal
 
 
+class ReferralTopics(Protocol):
+    async def ensure(self, organisation: str) -> None: ...
+
+
 class NotFound(Exception):
     """Unknown, or not addressed to this caller: both answer 404 so nothing leaks."""
 
@@ -34,13 +38,21 @@ async def on_help_requested(
     repo: RoutingRepository,
     events: EventFactory,
     handover_url: str,
+    topics: ReferralTopics,
     now: datetime,
 ) -> None:
     """Decide every question. Referrals are stored first (idempotently); the case with
     HelpRequestRouted and one ReferredToAgency per referral is the single commit point."""
     rules = await repo.rules()
     decisions = [
-        decide(data.help_request_id, q, rules=rules, consent=data.referral_consent, help_given=data.help_given)
+        decide(
+            data.help_request_id,
+            q,
+            rules=rules,
+            consent=data.referral_consent,
+            help_given=data.help_given,
+            municipality=data.municipality,
+        )
         for q in data.questions
     ]
     questions = {q.index: q for q in data.questions}
@@ -68,6 +80,8 @@ async def on_help_requested(
         )
         for r in referrals
     ]
+    for organisation in {r.agency for r in referrals}:
+        await topics.ensure(organisation)  # a local partner added as data gets its topic here
     await repo.add_referrals(referrals)
     await repo.add_case(routed, pending, data.sealed)
 

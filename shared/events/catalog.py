@@ -82,6 +82,8 @@ class QuestionFacts(BaseModel):
     category: Category
     theme: str
     subtheme: str | None = None
+    # An organisation the library staff named for this question; routing validates it.
+    target: str | None = None
 
 
 class HelpRequested(EventData):
@@ -94,6 +96,8 @@ class HelpRequested(EventData):
     help_request_id: str
     library: str
     location: str | None = None
+    # Of the named IDO location: lets routing prefer local partners in that municipality.
+    municipality: str | None = None
     channel: Literal["walk_in", "phone", "email", "appointment"]
     questions: list[QuestionFacts] = Field(min_length=1, max_length=10)
     help_given: list[str] = []
@@ -113,6 +117,8 @@ class QuestionDecision(BaseModel):
     outcome: RoutingOutcome
     organisation: str | None = None
     referral_id: str | None = None
+    # The organisation staff named but routing does not know; the question was routed by rules.
+    rejected_target: str | None = None
 
 
 class PersonalDataErased(EventData):

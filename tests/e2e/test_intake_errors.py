@@ -80,3 +80,14 @@ async def test_contact_details_without_consent_are_refused(intake, library_token
     response = await intake.post("/v1/help-requests", json=body, headers={"Authorization": f"Bearer {library_token}"})
     assert response.status_code == 422
     assert "consent" in response.text and "0612345678" not in response.text
+
+
+async def test_a_credential_over_its_rate_gets_429_with_retry_after(intake):
+    import asyncio
+
+    auth = {"Authorization": f"Bearer {credential('--library', 'hengelo')}"}
+    answers = await asyncio.gather(*(intake.get("/v1/locations", headers=auth) for _ in range(160)))
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited, "a burst above the limit (100) is refused in part"
+    assert int(limited[0].headers["Retry-After"]) >= 1 and limited[0].headers["content-type"] == PROBLEM
+    assert {a.status_code for a in answers} <= {200, 429}

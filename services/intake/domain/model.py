@@ -32,6 +32,8 @@ class Question(_Strict):
     theme: Slug
     subtheme: Slug | None = None
     note: str | None = Field(default=None, max_length=MAX_NOTE)
+    # Optional: the receiving organisation staff chose themselves (validated by routing).
+    target: Slug | None = None
 
     @field_validator("note")
     @classmethod

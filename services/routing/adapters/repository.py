@@ -94,8 +94,16 @@ class MongoRoutingRepository:
         # Read at most once a minute: every help request needs them, and they change rarely.
         if self._rules is None or time.monotonic() - self._rules[0] > REFERENCE_TTL_SECONDS:
             docs = [d async for d in self.rule_docs.find({})]
-            rules = RoutingRules({(d["theme"], d.get("subtheme")): d.get("organisation") for d in docs})
-            self._rules = (time.monotonic(), rules)
+            national = {
+                (d["theme"], d.get("subtheme")): d.get("organisation") for d in docs if not d.get("municipality")
+            }
+            local = {
+                (d["municipality"], d["theme"], d.get("subtheme")): d.get("organisation")
+                for d in docs
+                if d.get("municipality")
+            }
+            known = frozenset([d["_id"] async for d in self.organisations.find({}, {"_id": 1})])
+            self._rules = (time.monotonic(), RoutingRules(national, local, known))
         return self._rules[1]
 
     async def response_time(self, organisation: str) -> timedelta:

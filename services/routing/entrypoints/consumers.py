@@ -17,10 +17,13 @@ def subscribe(
     repo: RoutingRepository,
     events: EventFactory,
     handover_url: str,
+    topics: handlers.ReferralTopics,
     clock: Callable[[], datetime],
 ) -> None:
     async def help_requested(event: CloudEvent, data: catalog.HelpRequested) -> None:
-        await handlers.on_help_requested(event, data, repo=repo, events=events, handover_url=handover_url, now=clock())
+        await handlers.on_help_requested(
+            event, data, repo=repo, events=events, handover_url=handover_url, topics=topics, now=clock()
+        )
 
     consumer.subscribe(
         catalog.HELP_REQUESTS,

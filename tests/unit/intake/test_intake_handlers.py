@@ -158,8 +158,8 @@ async def test_event_carries_classification_and_referral_choices():
     assert data["help_request_id"] == hr.id
     assert data["library"] == "katwijk"
     assert data["questions"] == [
-        {"index": 0, "category": "digital_government", "theme": "toeslagen", "subtheme": "huurtoeslag"},
-        {"index": 1, "category": "library_services", "theme": "e-books", "subtheme": None},
+        {"index": 0, "category": "digital_government", "theme": "toeslagen", "subtheme": "huurtoeslag", "target": None},
+        {"index": 1, "category": "library_services", "theme": "e-books", "subtheme": None, "target": None},
     ]
     assert data["referral_consent"] is True
     assert data["contact_preference"] == "phone"

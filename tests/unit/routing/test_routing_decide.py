@@ -118,3 +118,29 @@ def test_default_rule_documents_have_the_contract_keys():
     assert docs
     assert all({"theme", "subtheme", "organisation"} <= d.keys() for d in docs)
     assert len({(d["theme"], d["subtheme"]) for d in docs}) == len(docs)  # no rule defined twice
+
+
+def test_a_local_partner_of_the_municipality_wins_over_the_national_table():
+    rules = RoutingRules(
+        {("gemeente", None): None, ("toeslagen", None): "belastingdienst"},
+        local={
+            ("tiel", "gemeente", None): "welzijn-tiel",
+            ("tiel", "toeslagen", "huurtoeslag"): "formulierenhulp-tiel",
+        },
+        organisations=frozenset({"welzijn-tiel", "formulierenhulp-tiel", "belastingdienst"}),
+    )
+    assert rules.organisation_for("gemeente", "paspoort", "tiel") == "welzijn-tiel"
+    assert rules.organisation_for("toeslagen", "huurtoeslag", "tiel") == "formulierenhulp-tiel"
+    assert rules.organisation_for("toeslagen", "zorgtoeslag", "tiel") == "belastingdienst"
+    assert rules.organisation_for("gemeente", None, "venlo") is None
+    assert rules.organisation_for("gemeente", None, None) is None
+
+
+def test_a_target_named_by_staff_is_honoured_when_known_and_reported_when_not():
+    rules = RoutingRules({("digid", None): None}, organisations=frozenset({"svb", "uwv"}))
+    named = QuestionFacts(index=0, category="digital_government", theme="digid", target="svb")
+    unknown = QuestionFacts(index=1, category="digital_government", theme="digid", target="nope")
+    chosen = decide("hr-9", named, rules=rules, consent=True, help_given=[])
+    assert (chosen.outcome, chosen.organisation, chosen.rejected_target) == ("referred", "svb", None)
+    refused = decide("hr-9", unknown, rules=rules, consent=True, help_given=[])
+    assert (refused.outcome, refused.organisation, refused.rejected_target) == ("helped_at_desk", None, "nope")

@@ -33,6 +33,14 @@ class FakeRoutingRepository:
         return True
 
 
+class FakeTopics:
+    def __init__(self) -> None:
+        self.ensured: list[str] = []
+
+    async def ensure(self, organisation: str) -> None:
+        self.ensured.append(organisation)
+
+
 def help_requested(*, consent: bool) -> HelpRequested:
     return HelpRequested(
         help_request_id="hr-1",
@@ -62,6 +70,7 @@ async def route(data: HelpRequested, repo: FakeRoutingRepository, event=None) ->
         repo=repo,
         events=EventFactory(service="routing", oin=OIN, base_url="http://routing"),
         handover_url=HANDOVER,
+        topics=FakeTopics(),
         now=datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
     )
 

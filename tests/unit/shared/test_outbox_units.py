@@ -45,6 +45,7 @@ def test_create_serialises_data_as_json():
         "outcome": "helped_at_desk",
         "organisation": None,
         "referral_id": None,
+        "rejected_target": None,
     }
 
 
