@@ -39,6 +39,8 @@ class RoutingRepository(Protocol):
     async def record_read(self, referral_id: str, read: dict[str, Any], event: PendingEvent) -> None: ...
     async def due_referrals(self, now: datetime, limit: int) -> list[Referral]: ...
     async def all_organisations(self) -> list[dict[str, Any]]: ...
+    async def put_organisation(self, code: str, fields: dict[str, Any]) -> None: ...
+    async def put_rule(self, rule: dict[str, Any]) -> str: ...
 
 
 def default_rules() -> list[dict[str, Any]]:
@@ -113,10 +115,26 @@ class MongoRoutingRepository:
         hours = self._hours[1].get(organisation)
         return timedelta(hours=hours) if hours else self.default_response_time
 
+    async def put_organisation(self, code: str, fields: dict[str, Any]) -> None:
+        await self.organisations.update_one({"_id": code}, {"$set": fields}, upsert=True)
+        self._rules = self._hours = None  # takes effect at once in this instance
+
+    async def put_rule(self, rule: dict[str, Any]) -> str:
+        rule_id = f"{rule.get('municipality') or ''}:{rule['theme']}/{rule.get('subtheme') or ''}".lstrip(":")
+        await self.rule_docs.update_one({"_id": rule_id}, {"$set": rule}, upsert=True)
+        self._rules = None
+        return rule_id
+
     async def all_organisations(self) -> list[dict[str, Any]]:
         cursor = self.organisations.find({}).sort("_id", 1)
         return [
-            {"code": d["_id"], "name": d["name"], "kind": d["kind"], "response_hours": d.get("response_hours")}
+            {
+                "code": d["_id"],
+                "name": d["name"],
+                "kind": d["kind"],
+                "municipality": d.get("municipality"),
+                "response_hours": d.get("response_hours"),
+            }
             async for d in cursor
         ]
 

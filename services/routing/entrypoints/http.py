@@ -3,10 +3,10 @@ status reports that close the loop, and the list of their referrals."""
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from services.routing import handlers
 from services.routing.adapters.repository import ConcurrentChange, RoutingRepository
@@ -69,7 +69,39 @@ class Organisation(BaseModel):
     code: str
     name: str
     kind: str
+    municipality: str | None = None
     response_hours: int | None = None
+
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+
+
+class OrganisationData(BaseModel):
+    """A receiving organisation: an agency, or a local partner in one municipality."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["agency", "partner"] = "partner"
+    municipality: Slug | None = None
+    response_hours: int | None = Field(default=None, ge=1, le=24 * 90)
+
+
+class RoutingRule(BaseModel):
+    """Questions of this theme (and subtheme), in this municipality if given, go to `organisation`
+    (null: helped at the desk)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    theme: Slug
+    subtheme: Slug | None = None
+    municipality: Slug | None = None
+    organisation: Slug | None
+
+
+def _kb_only(caller: Principal) -> None:
+    if caller.role != "kb":
+        raise Problem(403, "Only KB staff manage organisations and routing rules")
 
 
 def build_router(
@@ -87,6 +119,27 @@ def build_router(
     async def organisations(caller: Caller) -> list[Organisation]:
         """The organisations that receive referrals: the agencies and, as added, local partners."""
         return [Organisation(**org) for org in await repo.all_organisations()]
+
+    @router.put("/v1/organisations/{code}", response_model=Organisation, tags=["reference data"])
+    async def put_organisation(code: Slug, data: OrganisationData, caller: Caller) -> Organisation:
+        """Add or change a receiving organisation (KB staff): data, no code change."""
+        _kb_only(caller)
+        await repo.put_organisation(code, data.model_dump())
+        return Organisation(code=code, **data.model_dump())
+
+    @router.put("/v1/routing-rules", response_model=RoutingRule, tags=["reference data"])
+    async def put_rule(rule: RoutingRule, caller: Caller) -> RoutingRule:
+        """Add or change a routing rule (KB staff); a municipality's rule wins over the national one."""
+        _kb_only(caller)
+        known = {o["code"] for o in await repo.all_organisations()}
+        if rule.organisation is not None and rule.organisation not in known:
+            raise Problem(
+                422,
+                "Invalid request",
+                extensions={"invalid-params": [{"name": "organisation", "reason": "not a known organisation"}]},
+            )
+        await repo.put_rule(rule.model_dump())
+        return rule
 
     @router.get(HANDOVER_PATH, response_model=ReferralView, tags=["referrals"])
     async def handover(referral_id: str, caller: Caller) -> ReferralView:
