@@ -3,6 +3,8 @@ elfproef (11-test); we look for such numbers in all free text and refuse it befo
 
 import re
 
+from pydantic import AfterValidator
+
 # Nine digits, optionally written in groups ("123 456 782", "123.45.67.82"), not inside a longer
 # number. A lookahead, so candidates may overlap: "999 123 456 782" still finds "123 456 782".
 _CANDIDATE = re.compile(r"(?<![\d])(?=(\d(?:[ .-]?\d){8}(?![\d])))")
@@ -17,3 +19,14 @@ def passes_elfproef(digits: str) -> bool:
 
 def contains_bsn(text: str) -> bool:
     return any(passes_elfproef(re.sub(r"\D", "", m.group(1))) for m in _CANDIDATE.finditer(text))
+
+
+def refuse_bsn(text: str) -> str:
+    """Validator for free text fields: a BSN is refused with an explanation (never echoed)."""
+    if contains_bsn(text):
+        raise ValueError("contains what looks like a BSN; the IDO may not process a BSN, leave it out")
+    return text
+
+
+# Use on free text: Annotated[str, StringConstraints(max_length=...), NoBsn]
+NoBsn = AfterValidator(refuse_bsn)

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from shared import reference
 from shared.events.catalog import (
@@ -14,12 +14,13 @@ from shared.events.catalog import (
     ReferralOverdue,
     ReferralStatusChanged,
 )
-from shared.privacy import contains_bsn
+from shared.privacy import NoBsn
 
 MAX_QUESTIONS = 10
 MAX_NOTE = 1000
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 Status = Literal["received", "routed", "referred", "closed"]
+Note = Annotated[str, StringConstraints(max_length=MAX_NOTE), NoBsn]
 
 
 class _Strict(BaseModel):
@@ -31,16 +32,9 @@ class Question(_Strict):
     category: Literal["digital_government", "library_services", "other"]
     theme: Slug
     subtheme: Slug | None = None
-    note: str | None = Field(default=None, max_length=MAX_NOTE)
+    note: Note | None = None
     # Optional: the receiving organisation staff chose themselves (validated by routing).
     target: Slug | None = None
-
-    @field_validator("note")
-    @classmethod
-    def _no_bsn(cls, note: str | None) -> str | None:
-        if note and contains_bsn(note):
-            raise ValueError("contains what looks like a BSN; the IDO may not process a BSN, leave it out")
-        return note
 
     @model_validator(mode="after")
     def _known_theme(self) -> "Question":

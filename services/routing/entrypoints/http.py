@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.routing import handlers
 from services.routing.adapters.repository import ConcurrentChange, RoutingRepository
@@ -15,9 +15,10 @@ from shared.auth import Principal
 from shared.events.catalog import ReferralStatus
 from shared.http import Problem
 from shared.outbox import EventFactory
-from shared.privacy import contains_bsn
+from shared.privacy import NoBsn
 
 HANDOVER_PATH = "/v1/referrals/{referral_id}"
+Reason = Annotated[str, StringConstraints(max_length=500), NoBsn]
 
 
 class StatusChangeView(BaseModel):
@@ -55,14 +56,7 @@ class StatusReport(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     status: ReferralStatus
-    reason: str | None = Field(default=None, max_length=500)
-
-    @field_validator("reason")
-    @classmethod
-    def _no_bsn(cls, reason: str | None) -> str | None:
-        if reason and contains_bsn(reason):
-            raise ValueError("contains what looks like a BSN; the IDO may not process a BSN, leave it out")
-        return reason
+    reason: Reason | None = None
 
 
 class Organisation(BaseModel):
