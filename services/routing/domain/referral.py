@@ -8,6 +8,7 @@ and resumes, with the paused time added to the deadline, when the status moves o
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import get_args
 
 from shared.events.catalog import ReferralStatus
 
@@ -16,34 +17,11 @@ FINAL: frozenset[str] = frozenset(
 )
 # could_not_contact is final for the service level but the visitor may still call back.
 _REOPENABLE = {"could_not_contact": {"accepted", "needs_client_action", "got_help", "no_longer_interested"}}
+_REPORTED = set(get_args(ReferralStatus)) - {"sent"}
 _ACTIVE = {
-    "sent": {
-        "accepted",
-        "needs_client_action",
-        "got_help",
-        "could_not_contact",
-        "not_eligible",
-        "no_capacity",
-        "no_longer_interested",
-        "referred_elsewhere",
-    },
-    "accepted": {
-        "needs_client_action",
-        "got_help",
-        "could_not_contact",
-        "not_eligible",
-        "no_capacity",
-        "no_longer_interested",
-        "referred_elsewhere",
-    },
-    "needs_client_action": {
-        "accepted",
-        "got_help",
-        "could_not_contact",
-        "not_eligible",
-        "no_longer_interested",
-        "referred_elsewhere",
-    },
+    "sent": _REPORTED,
+    "accepted": _REPORTED - {"accepted"},
+    "needs_client_action": _REPORTED - {"needs_client_action", "no_capacity"},
 }
 ALLOWED: dict[str, set[str]] = {**_ACTIVE, **_REOPENABLE}
 DEFAULT_RESPONSE_TIME = timedelta(days=5)
