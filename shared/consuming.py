@@ -118,6 +118,13 @@ class EventConsumer:
                 await asyncio.sleep(delay)
         return False
 
+    async def forget_processed_before(self, moment: datetime) -> int:
+        """Drop records of events processed before `moment`. Re-deliveries come within minutes;
+        older replays meet handlers that are idempotent themselves. A short record keeps every
+        lookup fast (FerretDB reads the whole collection for each)."""
+        result = await self.processed.delete_many({"at": {"$lt": moment}})
+        return result.deleted_count
+
     def processed_key(self, event: CloudEvent) -> str:
         # Per group: two consumers in one service may each need to process the same event.
         return f"{self.group_id}:{event.id}"

@@ -5,6 +5,7 @@ conventions. A service's bootstrap builds one ServiceRuntime and adds its own pa
 import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import uvicorn
@@ -45,7 +46,7 @@ class ServiceRuntime:
             backoff_seconds=settings.consumer_backoff_seconds,
         )
         self.keys = KeyStore(settings.credential_keys_dir)
-        self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._background: list[Callable[[], Coroutine[Any, Any, None]]] = [self._forget_processed]
         self._tasks: list[asyncio.Task[None]] = []
         self.revocations = RevocationList()
         self.revocations.follow(self.broker)
@@ -59,6 +60,15 @@ class ServiceRuntime:
         self.relay.start()
         self._tasks = [asyncio.create_task(run()) for run in self._background]
         log.info("service started", port=self.settings.port, database=self.settings.database)
+
+    async def _forget_processed(self) -> None:
+        keep = timedelta(hours=self.settings.processed_retention_hours)
+        while True:
+            try:
+                await self.consumer.forget_processed_before(datetime.now(UTC) - keep)
+            except Exception:
+                log.exception("forgetting old processed events failed; retrying")
+            await asyncio.sleep(min(3600.0, keep.total_seconds() / 4))
 
     def add_background(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A long-running loop (a scheduler, a delivery worker) started and stopped with the service."""

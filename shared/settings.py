@@ -44,6 +44,8 @@ class ServiceSettings(InfraSettings):
     # Per credential and service instance: average requests per second, and the burst allowed.
     rate_limit_per_second: float = Field(20.0, gt=0, validation_alias="IDO_RATE_LIMIT_PER_SECOND")
     rate_limit_burst: int = Field(100, ge=1, validation_alias="IDO_RATE_LIMIT_BURST")
+    # How long the ids of processed events are kept to recognise a re-delivery.
+    processed_retention_hours: float = Field(24.0, gt=0, validation_alias="IDO_PROCESSED_RETENTION_HOURS")
     # Outbox relay: how often it scans for events left unpublished (by a crash or a failed
     # publish); events are normally published right after their write.
     outbox_sweep_seconds: float = Field(30.0, gt=0, validation_alias="IDO_OUTBOX_SWEEP_SECONDS")

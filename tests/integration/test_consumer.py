@@ -134,3 +134,16 @@ async def test_after_the_last_attempt_the_event_is_dead_lettered_and_the_consume
         (refused,) = await dlq.until(lambda r: r.key == b"hr-refused")
     await dlq.stop()
     assert dict(refused.headers)["ido-dlq-attempts"] == b"1"
+
+
+async def test_records_of_long_processed_events_are_forgotten(infra, db, topic, unique, publisher):
+    from datetime import UTC, datetime, timedelta
+
+    async with Running(infra, db, topic, unique) as running:
+        event = help_requested("hr-old")
+        await publish_event(publisher, event, topic)
+        await eventually(lambda: running.effects("hr-old"))
+        key = running.consumer.processed_key(event)
+        assert await running.consumer.forget_processed_before(datetime.now(UTC) - timedelta(hours=1)) == 0
+        assert await running.consumer.forget_processed_before(datetime.now(UTC) + timedelta(seconds=1)) >= 1
+        assert await db.processed_events.find_one({"_id": key}) is None
