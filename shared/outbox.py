@@ -13,7 +13,7 @@ acknowledged removes them from the document. So:
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,9 +76,37 @@ Publish = Callable[[CloudEvent, str], Awaitable[None]]
 
 
 class OutboxNotifier(Protocol):
-    """What a repository tells the relay after a write that stored events."""
+    """What a repository tells the relay after a write that stored events, and the lock it
+    holds around every update of an outbox document."""
 
     def written(self, collection: str, document_id: Any) -> None: ...
+
+    def lock(self, collection: str, document_id: Any) -> "contextlib.AbstractAsyncContextManager[None]": ...
+
+
+class DocumentLocks:
+    """One asyncio lock per document, so this process never runs two updates of one document at
+    once. FerretDB 1.x applies concurrent updates of a document by read-modify-write without
+    isolation (measured: 50 concurrent guarded $inc lost updates), so an event pushed while the
+    relay pulls another could be lost. One instance per service is assumed (see README)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, Any], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, collection: str, document_id: Any) -> AsyncIterator[None]:
+        key = (collection, document_id)
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]  # nobody else holds or waits for it
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 class OutboxRelay:
@@ -95,6 +123,7 @@ class OutboxRelay:
         self._written: list[tuple[str, Any]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.lock = DocumentLocks()
 
     async def ensure_indexes(self) -> None:
         for coll in self.collections.values():
@@ -134,9 +163,10 @@ class OutboxRelay:
         # $pullAll with the exact entries (FerretDB has no $pull by condition) and $inc by their
         # number, in one write: events appended meanwhile stay pending and counted.
         if entries:
-            await coll.update_one(
-                {"_id": doc["_id"]}, {"$pullAll": {"outbox": entries}, "$inc": {"outbox_pending": -len(entries)}}
-            )
+            async with self.lock(coll.name, doc["_id"]):
+                await coll.update_one(
+                    {"_id": doc["_id"]}, {"$pullAll": {"outbox": entries}, "$inc": {"outbox_pending": -len(entries)}}
+                )
         return len(entries)
 
     async def run(self) -> None:

@@ -1,12 +1,21 @@
-"""Wires courses: settings, database, broker and HTTP app. Its features arrive in later issues;
-today it runs as a healthy service with its database and broker connections."""
+"""Wires courses: settings, database, broker, repository, HTTP routes and the offer-expiry watch."""
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
+from pydantic import Field
 
+from services.courses import handlers
+from services.courses.adapters.repository import ENROLMENTS, RUNS, MongoCoursesRepository
+from services.courses.entrypoints import http
+from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, service_settings
 
-API_VERSION = "0.1.0"
+API_VERSION = "1.0.0"
+log = get_logger(__name__)
 
 
 class CoursesSettings(ServiceSettings):
@@ -14,8 +23,34 @@ class CoursesSettings(ServiceSettings):
 
     service_name: str = "courses"
     port: int = 8003
+    # How long a seat offered from the waitlist stays open (users of booking systems expect a day).
+    acceptance_window_hours: float = Field(24.0, gt=0)
+    offer_check_seconds: float = Field(60.0, gt=0)
 
 
-def build_app(settings: CoursesSettings | None = None) -> FastAPI:
-    runtime = ServiceRuntime(settings or CoursesSettings())
-    return runtime.http_app(title="IDO courses API", api_version=API_VERSION)
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_app(settings: CoursesSettings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    settings = settings or CoursesSettings()
+    runtime = ServiceRuntime(settings, outbox_collections=[RUNS, ENROLMENTS])
+    repo = MongoCoursesRepository(runtime.db, runtime.relay)
+    window = timedelta(hours=settings.acceptance_window_hours)
+
+    async def expire_offers() -> None:
+        while True:
+            try:
+                await handlers.expire_offers(repo=repo, events=runtime.events, now=clock(), window=window)
+            except Exception:
+                log.exception("offer expiry failed; retrying")
+            await asyncio.sleep(settings.offer_check_seconds)
+
+    runtime.add_background(expire_offers)
+    app = runtime.http_app(title="IDO courses API", api_version=API_VERSION, on_start=repo.prepare)
+    app.include_router(
+        http.build_router(
+            authenticated=runtime.authenticated, repo=repo, events=runtime.events, clock=clock, window=window
+        )
+    )
+    return app

@@ -213,6 +213,60 @@ class ReferralHandoverRead(_ReferralFacts):
     credential_id: str
 
 
+class _CourseFact(EventData):
+    producer: ClassVar[str] = "courses"
+    topic_template: ClassVar[str] = COURSES
+    subject_field: ClassVar[str] = "run_id"  # a run's events stay in order
+
+    run_id: str
+    library: str
+    course_type: str
+
+
+class CourseRunScheduled(_CourseFact):
+    event_name: ClassVar[str] = "CourseRunScheduled"
+    summary: ClassVar[str] = "A library scheduled a course run at one of its IDO locations."
+
+    location: str
+    postcode: str
+    capacity: int = Field(ge=1)
+    first_session_at: datetime
+    sessions: int = Field(ge=1)
+
+
+class _EnrolmentFact(_CourseFact):
+    enrolment_id: str  # never the participant's name or contact: those stay in courses
+    position: int = Field(ge=1, description="arrival order in the run")
+    at: datetime
+
+
+class ParticipantEnrolled(_EnrolmentFact):
+    event_name: ClassVar[str] = "ParticipantEnrolled"
+    summary: ClassVar[str] = "A participant has a seat in a course run."
+
+
+class ParticipantWaitlisted(_EnrolmentFact):
+    event_name: ClassVar[str] = "ParticipantWaitlisted"
+    summary: ClassVar[str] = "A course run was full: the participant is on its waitlist (first in, first out)."
+
+
+class SeatOffered(_EnrolmentFact):
+    event_name: ClassVar[str] = "SeatOffered"
+    summary: ClassVar[str] = "A seat freed up and is offered to the first on the waitlist until `offered_until`."
+
+    offered_until: datetime
+
+
+class SeatOfferExpired(_EnrolmentFact):
+    event_name: ClassVar[str] = "SeatOfferExpired"
+    summary: ClassVar[str] = "A seat offer was not accepted in time; the next on the waitlist is offered it."
+
+
+class EnrolmentCancelled(_EnrolmentFact):
+    event_name: ClassVar[str] = "EnrolmentCancelled"
+    summary: ClassVar[str] = "An enrolment (or a place on the waitlist) was cancelled."
+
+
 class IdoLocationRegistered(EventData):
     event_name: ClassVar[str] = "IdoLocationRegistered"
     producer: ClassVar[str] = "intake"
@@ -271,6 +325,12 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         ReferralOverdue,
         ReferralHandoverRead,
         IdoLocationRegistered,
+        CourseRunScheduled,
+        ParticipantEnrolled,
+        ParticipantWaitlisted,
+        SeatOffered,
+        SeatOfferExpired,
+        EnrolmentCancelled,
         CredentialIssued,
         CredentialRevoked,
     )

@@ -90,7 +90,8 @@ class MongoHelpRequestRepository:
             "$set": {"request": doc["request"], "personal_data_erased_at": doc["personal_data_erased_at"]},
             "$unset": {"data_key": ""},
         }
-        await self.collection.update_one({"_id": erased.id}, update)
+        async with self.outbox.lock(COLLECTION, erased.id):
+            await self.collection.update_one({"_id": erased.id}, update)
         self.outbox.written(COLLECTION, erased.id)
 
     async def with_personal_data_before(self, moment: datetime) -> list[str]:
@@ -122,7 +123,8 @@ class MongoHelpRequestRepository:
         ignores repeated and older changes), so a re-delivered event has no second effect;
         one consumer applies a request's events one at a time."""
         doc = _to_document(help_request)
-        await self.collection.update_one({"_id": help_request.id}, {"$set": {k: doc[k] for k in _PROGRESS}})
+        async with self.outbox.lock(COLLECTION, help_request.id):
+            await self.collection.update_one({"_id": help_request.id}, {"$set": {k: doc[k] for k in _PROGRESS}})
 
 
 LIBRARIES = "libraries"
@@ -157,7 +159,8 @@ class MongoLocationRepository:
         doc_id = f"{registered.library}:{registered.code}"
         state = registered.model_dump(mode="json") | {"registered_at": registered.registered_at}
         update = outbox_update(events) | {"$set": state}
-        await self.collection.update_one({"_id": doc_id}, update, upsert=True)
+        async with self.outbox.lock(LOCATIONS, doc_id):
+            await self.collection.update_one({"_id": doc_id}, update, upsert=True)
         self.outbox.written(LOCATIONS, doc_id)
 
     async def get(self, library: str, code: str) -> RegisteredLocation | None:

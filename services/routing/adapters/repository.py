@@ -160,7 +160,8 @@ class MongoRoutingRepository:
         return (doc or {}).get("sealed")
 
     async def forget_sealed(self, help_request_id: str) -> None:
-        await self.cases.update_one({"_id": help_request_id}, {"$unset": {"sealed": ""}})
+        async with self.outbox.lock(CASES, help_request_id):
+            await self.cases.update_one({"_id": help_request_id}, {"$unset": {"sealed": ""}})
 
     async def referral(self, referral_id: str) -> Referral | None:
         doc = await self.referrals.find_one({"_id": referral_id}, {"outbox": 0, "reads": 0})
@@ -169,7 +170,8 @@ class MongoRoutingRepository:
     async def save_referral(self, referral: Referral, *, expected_version: int, events: list[PendingEvent]) -> None:
         doc = _referral_document(referral)
         update = outbox_update(events) | {"$set": {k: doc[k] for k in _STATE}}
-        result = await self.referrals.update_one({"_id": referral.referral_id, "version": expected_version}, update)
+        async with self.outbox.lock(REFERRALS, referral.referral_id):
+            result = await self.referrals.update_one({"_id": referral.referral_id, "version": expected_version}, update)
         if result.matched_count == 0:
             raise ConcurrentChange(referral.referral_id)
         self.outbox.written(REFERRALS, referral.referral_id)
@@ -177,7 +179,8 @@ class MongoRoutingRepository:
     async def record_read(self, referral_id: str, read: dict[str, Any], event: PendingEvent) -> None:
         update = outbox_update([event])
         update["$push"]["reads"] = read
-        await self.referrals.update_one({"_id": referral_id}, update)
+        async with self.outbox.lock(REFERRALS, referral_id):
+            await self.referrals.update_one({"_id": referral_id}, update)
         self.outbox.written(REFERRALS, referral_id)
 
     async def reads(self, referral_id: str) -> list[dict[str, Any]]:

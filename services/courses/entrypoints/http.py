@@ -1,0 +1,209 @@
+"""Courses' HTTP API: course types, runs, enrolment with waitlist and seat offers, the teacher
+certification register, and a public search of upcoming runs by postcode."""
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.courses import handlers
+from services.courses.adapters.repository import AlreadyEnrolled, MongoCoursesRepository
+from services.courses.domain.model import CourseType, Enrol, Kind, ScheduleRefused, ScheduleRun, Session
+from shared.auth import Principal
+from shared.http import Problem, require_json
+from shared.outbox import EventFactory
+
+
+class RunView(BaseModel):
+    id: str
+    course_type: str
+    library: str
+    location: str
+    postcode: str
+    teacher: str | None
+    sessions: list[Session]
+    capacity: int
+    seats_free: int
+    status: str
+
+    @classmethod
+    def of(cls, run: dict[str, Any], seats_taken: int) -> "RunView":
+        return cls.model_validate({**run, "id": run["_id"], "seats_free": run["capacity"] - seats_taken})
+
+
+class PublicRun(BaseModel):
+    """What anyone may see of an upcoming run: no teacher, no participants."""
+
+    id: str
+    course_type: str
+    library: str
+    location: str
+    postcode: str
+    first_session_at: datetime
+    sessions: int
+    seats_free: int
+
+
+class EnrolmentView(BaseModel):
+    id: str
+    run_id: str
+    status: str
+    position: int
+    offered_until: datetime | None = None
+
+
+class Teacher(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    certified_for: list[str] = []
+
+
+def _enrolment(doc: dict[str, Any]) -> EnrolmentView:
+    return EnrolmentView.model_validate({**doc, "id": doc["_id"]})
+
+
+def _library(caller: Principal) -> str:
+    if caller.role != "library":
+        raise Problem(403, "Only a library schedules runs and enrols participants")
+    return caller.organisation
+
+
+def _distance(a: str, b: str) -> int:
+    # The 4-digit postcode area as a proxy for distance: nearby areas have nearby numbers.
+    return abs(int(a[:4]) - int(b[:4]))
+
+
+def build_router(
+    *,
+    authenticated,
+    repo: MongoCoursesRepository,
+    events: EventFactory,
+    clock: Callable[[], datetime],
+    window: timedelta,
+) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+    Caller = Annotated[Principal, Depends(authenticated)]
+
+    @router.get("/course-types", response_model=list[CourseType], tags=["catalogue"])
+    async def course_types() -> list[CourseType]:
+        """Digisterker, Klik & Tik and staff training, with their sessions and group sizes."""
+        return await repo.course_types()
+
+    @router.get("/course-runs", response_model=list[PublicRun], tags=["catalogue"])
+    async def find_runs(
+        postcode: Annotated[str, Query(pattern=r"^[1-9][0-9]{3} ?[A-Z]{2}$")],
+        course_type: Annotated[str | None, Query(max_length=64)] = None,
+        kind: Kind | None = None,
+        limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    ) -> list[PublicRun]:
+        """Upcoming runs with free seats or a waitlist, nearest first. Public: no personal data."""
+        now = clock()
+        kinds = {t.code: t.kind for t in await repo.course_types()}
+        found = []
+        async for run in repo.runs.find({"status": "scheduled"}, {"outbox": 0}):
+            first = min(s["starts_at"] for s in run["sessions"])
+            if first <= now or (course_type and run["course_type"] != course_type):
+                continue
+            if kind and kinds.get(run["course_type"]) != kind:
+                continue
+            found.append((_distance(run["postcode"], postcode), first, run))
+        found.sort(key=lambda f: (f[0], f[1]))
+        return [
+            PublicRun(
+                id=run["_id"],
+                course_type=run["course_type"],
+                library=run["library"],
+                location=run["location"],
+                postcode=run["postcode"],
+                first_session_at=first,
+                sessions=len(run["sessions"]),
+                seats_free=run["capacity"] - await repo.seats_taken(run["_id"]),
+            )
+            for _, first, run in found[:limit]
+        ]
+
+    @router.post(
+        "/course-runs", status_code=201, response_model=RunView, tags=["runs"], dependencies=[Depends(require_json)]
+    )
+    async def schedule(cmd: ScheduleRun, caller: Caller) -> RunView:
+        """Schedule a run of a course type at one of the caller's IDO locations."""
+        try:
+            run = await handlers.schedule_run(cmd, library=_library(caller), repo=repo, events=events, now=clock())
+        except ScheduleRefused as exc:
+            raise Problem(
+                422,
+                "Invalid request",
+                str(exc),
+                extensions={"invalid-params": [{"name": exc.field, "reason": exc.reason}]},
+            ) from None
+        return RunView.of(run, 0)
+
+    @router.get("/course-runs/{run_id}", response_model=RunView, tags=["runs"])
+    async def read_run(run_id: str, caller: Caller) -> RunView:
+        run = await repo.run(run_id)
+        if run is None or run["library"] != _library(caller):
+            raise Problem(404, "Course run not found")
+        return RunView.of(run, await repo.seats_taken(run_id))
+
+    @router.post(
+        "/course-runs/{run_id}/enrolments",
+        status_code=201,
+        response_model=EnrolmentView,
+        tags=["enrolment"],
+        dependencies=[Depends(require_json)],
+    )
+    async def enrol(run_id: str, cmd: Enrol, caller: Caller) -> EnrolmentView:
+        """Enrol a participant (with consent); a full run puts them on its waitlist."""
+        try:
+            doc = await handlers.enrol(run_id, cmd, library=_library(caller), repo=repo, events=events, now=clock())
+        except handlers.NotFound:
+            raise Problem(404, "Course run not found") from None
+        except handlers.Refused as exc:
+            raise Problem(409, "Enrolment not possible", str(exc)) from None
+        except AlreadyEnrolled:
+            raise Problem(409, "Already enrolled", "this participant is already enrolled or waitlisted") from None
+        return _enrolment(doc)
+
+    @router.get("/course-runs/{run_id}/enrolments", response_model=list[EnrolmentView], tags=["enrolment"])
+    async def enrolments(run_id: str, caller: Caller) -> list[EnrolmentView]:
+        run = await repo.run(run_id)
+        if run is None or run["library"] != _library(caller):
+            raise Problem(404, "Course run not found")
+        return [_enrolment(d) for d in await repo.enrolments_of(run_id)]
+
+    @router.delete("/enrolments/{enrolment_id}", response_model=EnrolmentView, tags=["enrolment"])
+    async def cancel(enrolment_id: str, caller: Caller) -> EnrolmentView:
+        """Cancel; a freed seat is offered to the first on the waitlist."""
+        try:
+            doc = await handlers.cancel(
+                enrolment_id, library=_library(caller), repo=repo, events=events, now=clock(), window=window
+            )
+        except handlers.NotFound:
+            raise Problem(404, "Enrolment not found") from None
+        except handlers.Refused as exc:
+            raise Problem(409, "Cannot cancel", str(exc)) from None
+        return _enrolment(doc)
+
+    @router.post("/enrolments/{enrolment_id}/accept", response_model=EnrolmentView, tags=["enrolment"])
+    async def accept(enrolment_id: str, caller: Caller) -> EnrolmentView:
+        """Accept a seat offered from the waitlist, within its acceptance window."""
+        try:
+            doc = await handlers.accept_offer(enrolment_id, library=_library(caller), repo=repo, now=clock())
+        except handlers.NotFound:
+            raise Problem(404, "Enrolment not found") from None
+        except handlers.Refused as exc:
+            raise Problem(409, "No open offer", str(exc)) from None
+        return _enrolment(doc)
+
+    @router.put("/teachers/{teacher_id}", response_model=Teacher, tags=["teachers"])
+    async def put_teacher(teacher_id: str, teacher: Teacher, caller: Caller) -> Teacher:
+        """The certification register, kept by KB staff."""
+        if caller.role != "kb":
+            raise Problem(403, "Only KB staff keep the certification register")
+        await repo.put_teacher(teacher_id, teacher.model_dump())
+        return teacher
+
+    return router
