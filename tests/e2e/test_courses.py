@@ -1,0 +1,100 @@
+"""Courses through their API: scheduling with its checks, the public search by postcode, and
+enrolment into a full run that puts people on the waitlist and offers them a freed seat."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import credential, url
+
+pytestmark = pytest.mark.infra
+COURSES = url("courses", 8003)
+PROBLEM = "application/problem+json"
+
+
+def sessions(days: int, count: int, hour: int = 10) -> list[dict]:
+    start = (datetime.now(UTC) + timedelta(days=days)).replace(hour=hour, minute=0, second=0, microsecond=0)
+    return [
+        {
+            "starts_at": (start + timedelta(days=7 * i)).isoformat(),
+            "ends_at": (start + timedelta(days=7 * i, hours=2)).isoformat(),
+        }
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+async def courses(system):
+    async with httpx.AsyncClient(base_url=COURSES, timeout=10) as client:
+        yield client
+
+
+async def test_scheduling_is_checked_and_runs_are_found_by_postcode(courses):
+    library = {"Authorization": f"Bearer {credential('--library', 'zaanstreek')}"}
+    kb = {"Authorization": f"Bearer {credential('--kb')}"}
+    base = {"course_type": "klik-en-tik", "location": "zaandam", "postcode": "1506 AA", "sessions": sessions(10, 8)}
+
+    refused = {
+        "capacity": {**base, "capacity": 9},
+        "sessions": {**base, "sessions": sessions(-3, 1)},
+        "course_type": {**base, "course_type": "cooking"},
+    }
+    for field, body in refused.items():
+        answer = await courses.post("/v1/course-runs", json=body, headers=library)
+        assert answer.status_code == 422 and answer.headers["content-type"] == PROBLEM, field
+        assert answer.json()["invalid-params"][0]["name"] == field
+
+    teacher = f"docent-{uuid.uuid4().hex[:6]}"
+    digisterker = {**base, "course_type": "digisterker", "teacher": teacher, "sessions": sessions(20, 4)}
+    assert (await courses.post("/v1/course-runs", json=digisterker, headers=library)).status_code == 422
+    certified = await courses.put(
+        f"/v1/teachers/{teacher}", json={"name": "A. Docent", "certified_for": ["digisterker"]}, headers=kb
+    )
+    assert certified.status_code == 200
+    scheduled = await courses.post("/v1/course-runs", json=digisterker, headers=library)
+    assert scheduled.status_code == 201 and scheduled.json()["capacity"] == 8
+    clash = await courses.post("/v1/course-runs", json={**digisterker, "location": "wormer"}, headers=library)
+    assert clash.status_code == 422 and clash.json()["invalid-params"][0]["name"] == "teacher"
+
+    found = await courses.get("/v1/course-runs", params={"postcode": "1507 XY", "course_type": "digisterker"})
+    assert found.status_code == 200, "public: no credential needed"
+    assert scheduled.json()["id"] in [r["id"] for r in found.json()]
+    assert "teacher" not in found.json()[0]
+
+
+async def test_a_full_run_waitlists_and_a_cancellation_offers_the_seat(courses):
+    library = {"Authorization": f"Bearer {credential('--library', 'katwijk')}"}
+    body = {
+        "course_type": "klik-en-tik-veilig-online",
+        "location": "centrum",
+        "postcode": "2221 KG",
+        "sessions": sessions(5, 1, hour=14),
+        "capacity": 2,
+    }
+    run_id = (await courses.post("/v1/course-runs", json=body, headers=library)).json()["id"]
+
+    def person(i: int) -> dict:
+        return {"name": f"Deelnemer {i}", "contact": {"email": f"d{i}@example.nl"}, "consent": True}
+
+    answers = [
+        await courses.post(f"/v1/course-runs/{run_id}/enrolments", json=person(i), headers=library) for i in range(3)
+    ]
+    assert [a.json()["status"] for a in answers] == ["enrolled", "enrolled", "waitlisted"]
+    again = await courses.post(f"/v1/course-runs/{run_id}/enrolments", json=person(0), headers=library)
+    assert again.status_code == 409
+    no_consent = await courses.post(
+        f"/v1/course-runs/{run_id}/enrolments", json={**person(5), "consent": False}, headers=library
+    )
+    assert no_consent.status_code == 422
+
+    cancelled = await courses.delete(f"/v1/enrolments/{answers[0].json()['id']}", headers=library)
+    assert cancelled.status_code == 200
+    listed = {e["id"]: e for e in (await courses.get(f"/v1/course-runs/{run_id}/enrolments", headers=library)).json()}
+    waiting = listed[answers[2].json()["id"]]
+    assert waiting["status"] == "offered" and waiting["offered_until"]
+    accepted = await courses.post(f"/v1/enrolments/{waiting['id']}/accept", headers=library)
+    assert accepted.status_code == 200 and accepted.json()["status"] == "enrolled"
+    other = {"Authorization": f"Bearer {credential('--library', 'venlo')}"}
+    assert (await courses.get(f"/v1/course-runs/{run_id}", headers=other)).status_code == 404
