@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from services.courses import handlers
-from services.courses.adapters.repository import ENROLMENTS, RUNS, MongoCoursesRepository
+from services.courses.adapters.repository import ENROLMENTS, READINESS, RUNS, MongoCoursesRepository
 from services.courses.entrypoints import http
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
@@ -34,7 +34,7 @@ def utc_now() -> datetime:
 
 def build_app(settings: CoursesSettings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     settings = settings or CoursesSettings()
-    runtime = ServiceRuntime(settings, outbox_collections=[RUNS, ENROLMENTS])
+    runtime = ServiceRuntime(settings, outbox_collections=[RUNS, ENROLMENTS, READINESS])
     repo = MongoCoursesRepository(runtime.db, runtime.relay)
     window = timedelta(hours=settings.acceptance_window_hours)
 

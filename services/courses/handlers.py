@@ -6,14 +6,19 @@ import uuid
 from datetime import datetime, timedelta
 
 from services.courses.adapters.repository import AlreadyEnrolled, MongoCoursesRepository
-from services.courses.domain.model import Enrol, ScheduleRefused, ScheduleRun, check_schedule
+from services.courses.domain.model import Enrol, ScheduleRefused, ScheduleRun, check_schedule, completed
 from shared.events.catalog import (
+    AttendanceRecorded,
+    CourseCompleted,
+    CourseRunCancelled,
     CourseRunScheduled,
     EnrolmentCancelled,
+    LibraryReadinessChanged,
     ParticipantEnrolled,
     ParticipantWaitlisted,
     SeatOffered,
     SeatOfferExpired,
+    StaffTrainingCompleted,
 )
 from shared.outbox import EventFactory
 
@@ -77,6 +82,9 @@ async def enrol(
         raise NotFound(run_id)
     if run["status"] != "scheduled" or min(s["starts_at"] for s in run["sessions"]) <= now:
         raise Refused("the run is cancelled, has started or is finished")
+    course = await repo.course_type(run["course_type"])
+    if course and course.kind == "staff_training" and not cmd.staff_member:
+        raise Invalid("staff_member", "staff training is for library staff: give the staff member's id")
     enrolment_key = enrolment_id(run_id, cmd)
     if await repo.exists(enrolment_key):
         raise AlreadyEnrolled
@@ -220,3 +228,153 @@ async def expire_offers(*, repo: MongoCoursesRepository, events: EventFactory, n
             await offer_free_seats(offer["run_id"], repo=repo, events=events, now=now, window=window)
             expired += 1
     return expired
+
+
+class Invalid(Exception):
+    """Input that is well-formed but not acceptable here (answers 422 naming the field)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field, self.reason = field, reason
+
+
+async def _own_run(run_id: str, library: str, repo: MongoCoursesRepository) -> dict:
+    run = await repo.run(run_id)
+    if run is None or run["library"] != library:
+        raise NotFound(run_id)
+    return run
+
+
+async def cancel_run(
+    run_id: str, *, library: str, repo: MongoCoursesRepository, events: EventFactory, now: datetime
+) -> dict:
+    """Cancel a run that has not finished; every enrolment and waitlist place goes with it."""
+    run = await _own_run(run_id, library, repo)
+    if run["status"] != "scheduled":
+        raise Refused(f"a run that is '{run['status']}' cannot be cancelled")
+    fact = CourseRunCancelled(run_id=run_id, library=library, course_type=run["course_type"], at=now)
+    await repo.update_run(run_id, {"status": "cancelled"}, [events.create(fact, correlation_id=run_id)])
+    for enrolment in await repo.enrolments_of(run_id):
+        if enrolment["status"] in ("enrolled", "offered", "waitlisted"):
+            gone = EnrolmentCancelled(
+                run_id=run_id,
+                library=library,
+                course_type=run["course_type"],
+                enrolment_id=enrolment["_id"],
+                position=enrolment["position"],
+                at=now,
+            )
+            await repo.move(
+                enrolment["_id"],
+                expected=enrolment["status"],
+                fields={"status": "cancelled"},
+                events=[events.create(gone, correlation_id=run_id)],
+            )
+            if enrolment.get("seat"):
+                await repo.release_seat(run_id, enrolment["seat"])
+    return {**run, "status": "cancelled"}
+
+
+async def change_capacity(
+    run_id: str,
+    capacity: int,
+    *,
+    library: str,
+    repo: MongoCoursesRepository,
+    events: EventFactory,
+    now: datetime,
+    window: timedelta,
+) -> dict:
+    """Raise or lower a run's capacity within its type's maximum; new seats go to the waitlist."""
+    run = await _own_run(run_id, library, repo)
+    course = await repo.course_type(run["course_type"])
+    if course and capacity > course.max_participants:
+        raise Invalid("capacity", f"at most {course.max_participants} participants for {course.name}")
+    if capacity < await repo.seats_taken(run_id):
+        raise Invalid("capacity", "fewer seats than participants already have: cancel enrolments first")
+    await repo.update_run(run_id, {"capacity": capacity}, [])  # seats are claimed against the new capacity
+    await offer_free_seats(run_id, repo=repo, events=events, now=now, window=window)
+    return {**run, "capacity": capacity}
+
+
+async def record_attendance(
+    run_id: str,
+    session: int,
+    present: list[str],
+    *,
+    library: str,
+    repo: MongoCoursesRepository,
+    events: EventFactory,
+    now: datetime,
+) -> list[str]:
+    """Who attended session `session` (1-based); returns the enrolments that completed the course."""
+    run = await _own_run(run_id, library, repo)
+    if not 1 <= session <= len(run["sessions"]):
+        raise Invalid("session", f"the run has sessions 1 to {len(run['sessions'])}")
+    if run["sessions"][session - 1]["starts_at"] > now:
+        raise Invalid("session", "attendance is recorded once the session has started")
+    enrolled = {e["_id"]: e for e in await repo.enrolments_of(run_id) if e["status"] == "enrolled"}
+    if unknown := [p for p in present if p not in enrolled]:
+        raise Invalid("present", f"not enrolled in this run: {', '.join(unknown)}")
+    course = await repo.course_type(run["course_type"])
+    recorded = AttendanceRecorded(
+        run_id=run_id, library=library, course_type=run["course_type"], session=session, present=present, at=now
+    )
+    await repo.update_run(run_id, {"attendance_recorded_at": now}, [events.create(recorded, correlation_id=run_id)])
+    newly_completed = []
+    for enrolment_key in present:
+        attended = await repo.attend(enrolment_key, session)
+        enrolment = enrolled[enrolment_key]
+        if course and not enrolment.get("completed_at") and completed(set(attended), course):
+            await _complete(run, enrolment, len(attended), course, repo=repo, events=events, now=now)
+            newly_completed.append(enrolment_key)
+    return newly_completed
+
+
+async def _complete(run: dict, enrolment: dict, attended: int, course, *, repo, events, now) -> None:
+    facts = dict(
+        run_id=run["_id"],
+        library=run["library"],
+        course_type=run["course_type"],
+        enrolment_id=enrolment["_id"],
+        position=enrolment["position"],
+        at=now,
+    )
+    pending = [events.create(CourseCompleted(**facts, sessions_attended=attended), correlation_id=run["_id"])]
+    staff_member = enrolment["participant"].get("staff_member")
+    if course.kind == "staff_training" and staff_member:
+        pending.append(
+            events.create(StaffTrainingCompleted(**facts, staff_member=staff_member), correlation_id=run["_id"])
+        )
+    await repo.move(enrolment["_id"], expected="enrolled", fields={"completed_at": now}, events=pending)
+    if course.kind == "staff_training" and staff_member:
+        await repo.staff_trained(
+            run["library"],
+            run["course_type"],
+            staff_member,
+            lambda counts: events.create(
+                LibraryReadinessChanged(library=run["library"], trained_staff=counts, at=now),
+                correlation_id=run["library"],
+            ),
+        )
+
+
+async def certificate(enrolment_key: str, *, library: str, repo: MongoCoursesRepository) -> dict:
+    """The record of a completed course, for the participant to keep."""
+    enrolment = await repo.enrolment(enrolment_key)
+    if enrolment is None or enrolment["library"] != library:
+        raise NotFound(enrolment_key)
+    if not enrolment.get("completed_at"):
+        raise Refused("the course is not completed (yet)")
+    run = await repo.run(enrolment["run_id"]) or {}
+    course = await repo.course_type(run.get("course_type", ""))
+    return {
+        "certificate": f"{enrolment_key}",
+        "participant": enrolment["participant"]["name"],
+        "course": course.name if course else run.get("course_type"),
+        "library": library,
+        "location": run.get("location"),
+        "sessions_attended": len(enrolment.get("attended", [])),
+        "sessions": [s["starts_at"].date().isoformat() for s in run.get("sessions", [])],
+        "completed_at": enrolment["completed_at"].isoformat(),
+    }

@@ -267,6 +267,48 @@ class EnrolmentCancelled(_EnrolmentFact):
     summary: ClassVar[str] = "An enrolment (or a place on the waitlist) was cancelled."
 
 
+class CourseRunCancelled(_CourseFact):
+    event_name: ClassVar[str] = "CourseRunCancelled"
+    summary: ClassVar[str] = "A library cancelled a course run; its enrolments are cancelled with it."
+
+    at: datetime
+
+
+class AttendanceRecorded(_CourseFact):
+    event_name: ClassVar[str] = "AttendanceRecorded"
+    summary: ClassVar[str] = "Who attended one session of a run (enrolment ids only)."
+
+    session: int = Field(ge=1)
+    present: list[str]
+    at: datetime
+
+
+class CourseCompleted(_EnrolmentFact):
+    event_name: ClassVar[str] = "CourseCompleted"
+    summary: ClassVar[str] = "A participant met the course type's attendance rule."
+
+    sessions_attended: int = Field(ge=1)
+
+
+class StaffTrainingCompleted(_EnrolmentFact):
+    event_name: ClassVar[str] = "StaffTrainingCompleted"
+    summary: ClassVar[str] = "A library staff member completed a training (staff id is the library's own pseudonym)."
+
+    staff_member: str
+
+
+class LibraryReadinessChanged(EventData):
+    event_name: ClassVar[str] = "LibraryReadinessChanged"
+    producer: ClassVar[str] = "courses"
+    topic_template: ClassVar[str] = COURSES
+    subject_field: ClassVar[str] = "library"
+    summary: ClassVar[str] = "The trainings a library's staff completed, per training: the library's readiness."
+
+    library: str
+    trained_staff: dict[str, int]  # training (course type) -> staff members who completed it
+    at: datetime
+
+
 class IdoLocationRegistered(EventData):
     event_name: ClassVar[str] = "IdoLocationRegistered"
     producer: ClassVar[str] = "intake"
@@ -331,6 +373,11 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         SeatOffered,
         SeatOfferExpired,
         EnrolmentCancelled,
+        CourseRunCancelled,
+        AttendanceRecorded,
+        CourseCompleted,
+        StaffTrainingCompleted,
+        LibraryReadinessChanged,
         CredentialIssued,
         CredentialRevoked,
     )

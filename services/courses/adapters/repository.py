@@ -13,6 +13,7 @@ from services.courses.domain.model import DEFAULT_COURSE_TYPES, CourseType
 from shared.outbox import OutboxNotifier, PendingEvent, outbox_update, with_outbox
 
 TYPES, RUNS, ENROLMENTS, TEACHERS = "course_types", "course_runs", "enrolments", "teachers"
+READINESS = "readiness"
 SEATS, ARRIVALS = "seats", "arrivals"
 _HIDE = {"outbox": 0}
 
@@ -26,6 +27,7 @@ class MongoCoursesRepository:
         self.types, self.runs = db[TYPES], db[RUNS]
         self.enrolments, self.teachers = db[ENROLMENTS], db[TEACHERS]
         self.seats, self.arrivals = db[SEATS], db[ARRIVALS]
+        self.readiness = db[READINESS]
         self.outbox = outbox
 
     async def prepare(self) -> None:
@@ -110,9 +112,10 @@ class MongoCoursesRepository:
         self, enrolment_id: str, *, expected: str, fields: dict[str, Any], events: list[PendingEvent]
     ) -> bool:
         """Change an enrolment's status only if it still has the expected one (one atomic write)."""
-        result = await self.enrolments.update_one(
-            {"_id": enrolment_id, "status": expected}, outbox_update(events) | {"$set": fields}
-        )
+        async with self.outbox.lock(ENROLMENTS, enrolment_id):
+            result = await self.enrolments.update_one(
+                {"_id": enrolment_id, "status": expected}, outbox_update(events) | {"$set": fields}
+            )
         if result.modified_count:
             self.outbox.written(ENROLMENTS, enrolment_id)
         return bool(result.modified_count)
@@ -125,3 +128,30 @@ class MongoCoursesRepository:
     async def expired_offers(self, now: datetime) -> list[dict[str, Any]]:
         cursor = self.enrolments.find({"status": "offered", "offered_until": {"$lte": now}}, _HIDE)
         return [d async for d in cursor]
+
+    async def update_run(self, run_id: str, fields: dict[str, Any], events: list[PendingEvent]) -> None:
+        async with self.outbox.lock(RUNS, run_id):
+            await self.runs.update_one({"_id": run_id}, outbox_update(events) | ({"$set": fields} if fields else {}))
+        self.outbox.written(RUNS, run_id)
+
+    async def attend(self, enrolment_id: str, session: int) -> list[int]:
+        """Add a session to an enrolment's attendance; the sessions attended so far."""
+        async with self.outbox.lock(ENROLMENTS, enrolment_id):
+            await self.enrolments.update_one({"_id": enrolment_id}, {"$addToSet": {"attended": session}})
+            doc = await self.enrolments.find_one({"_id": enrolment_id}, {"attended": 1})
+        return sorted((doc or {}).get("attended", []))
+
+    async def staff_trained(self, library: str, training: str, staff_member: str, event_for: Any) -> dict[str, int]:
+        """Record a staff member's completed training; returns the library's readiness and stores
+        `event_for(readiness)` with it."""
+        async with self.outbox.lock(READINESS, library):
+            doc = await self.readiness.find_one({"_id": library}) or {"trained": {}}
+            trained = {k: set(v) for k, v in doc["trained"].items()}
+            trained.setdefault(training, set()).add(staff_member)
+            counts = {k: len(v) for k, v in sorted(trained.items())}
+            update = outbox_update([event_for(counts)]) | {
+                "$set": {"trained": {k: sorted(v) for k, v in trained.items()}}
+            }
+            await self.readiness.update_one({"_id": library}, update, upsert=True)
+        self.outbox.written(READINESS, library)
+        return counts

@@ -161,3 +161,21 @@ class Enrol(_Strict):
     name: str = Field(min_length=1, max_length=100, description="a name or a pseudonym")
     contact: Contact
     consent: Literal[True] = Field(description="the participant agreed to be contacted about this course")
+    # For staff training: the library's own id for the staff member (no HR data here).
+    staff_member: Slug | None = None
+
+
+class ChangeRun(_Strict):
+    """PATCH /v1/course-runs/{id}: a raised capacity offers the new seats to the waitlist."""
+
+    capacity: int = Field(ge=1)
+
+
+class Attendance(_Strict):
+    """PUT /v1/course-runs/{id}/sessions/{n}/attendance: the enrolments present at session n."""
+
+    present: list[str] = Field(max_length=100)
+
+
+def completed(attended: set[int], course: CourseType) -> bool:
+    return len(attended) >= course.sessions_to_complete

@@ -6,11 +6,21 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.courses import handlers
 from services.courses.adapters.repository import AlreadyEnrolled, MongoCoursesRepository
-from services.courses.domain.model import CourseType, Enrol, Kind, ScheduleRefused, ScheduleRun, Session
+from services.courses.domain.model import (
+    Attendance,
+    ChangeRun,
+    CourseType,
+    Enrol,
+    Kind,
+    ScheduleRefused,
+    ScheduleRun,
+    Session,
+)
 from shared.auth import Principal
 from shared.http import Problem, require_json
 from shared.outbox import EventFactory
@@ -59,6 +69,16 @@ class Teacher(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     certified_for: list[str] = []
+
+
+class Completions(BaseModel):
+    completed: list[str]
+
+
+def _invalid(exc: "handlers.Invalid") -> Problem:
+    return Problem(
+        422, "Invalid request", exc.reason, extensions={"invalid-params": [{"name": exc.field, "reason": exc.reason}]}
+    )
 
 
 def _enrolment(doc: dict[str, Any]) -> EnrolmentView:
@@ -165,6 +185,8 @@ def build_router(
             raise Problem(409, "Enrolment not possible", str(exc)) from None
         except AlreadyEnrolled:
             raise Problem(409, "Already enrolled", "this participant is already enrolled or waitlisted") from None
+        except handlers.Invalid as exc:
+            raise _invalid(exc) from None
         return _enrolment(doc)
 
     @router.get("/course-runs/{run_id}/enrolments", response_model=list[EnrolmentView], tags=["enrolment"])
@@ -197,6 +219,55 @@ def build_router(
         except handlers.Refused as exc:
             raise Problem(409, "No open offer", str(exc)) from None
         return _enrolment(doc)
+
+    @router.post("/course-runs/{run_id}/cancel", response_model=RunView, tags=["runs"])
+    async def cancel_run(run_id: str, caller: Caller) -> RunView:
+        """Cancel a run; its enrolments and waitlist are cancelled with it."""
+        try:
+            run = await handlers.cancel_run(run_id, library=_library(caller), repo=repo, events=events, now=clock())
+        except handlers.NotFound:
+            raise Problem(404, "Course run not found") from None
+        except handlers.Refused as exc:
+            raise Problem(409, "Cannot cancel", str(exc)) from None
+        return RunView.of(run, await repo.seats_taken(run_id))
+
+    @router.patch("/course-runs/{run_id}", response_model=RunView, tags=["runs"], dependencies=[Depends(require_json)])
+    async def change_run(run_id: str, change: ChangeRun, caller: Caller) -> RunView:
+        """Change a run's capacity; added seats are offered to the waitlist at once."""
+        try:
+            run = await handlers.change_capacity(
+                run_id, change.capacity, library=_library(caller), repo=repo, events=events, now=clock(), window=window
+            )
+        except handlers.NotFound:
+            raise Problem(404, "Course run not found") from None
+        except handlers.Invalid as exc:
+            raise _invalid(exc) from None
+        return RunView.of(run, await repo.seats_taken(run_id))
+
+    @router.put("/course-runs/{run_id}/sessions/{session}/attendance", response_model=Completions, tags=["attendance"])
+    async def attendance(run_id: str, session: int, attendance: Attendance, caller: Caller) -> Completions:
+        """Record who attended a session; returns the enrolments that completed the course by it."""
+        try:
+            done = await handlers.record_attendance(
+                run_id, session, attendance.present, library=_library(caller), repo=repo, events=events, now=clock()
+            )
+        except handlers.NotFound:
+            raise Problem(404, "Course run not found") from None
+        except handlers.Invalid as exc:
+            raise _invalid(exc) from None
+        return Completions(completed=done)
+
+    @router.get("/enrolments/{enrolment_id}/certificate", tags=["attendance"])
+    async def certificate(enrolment_id: str, caller: Caller) -> JSONResponse:
+        """The certificate of completion as a downloadable record."""
+        try:
+            record = await handlers.certificate(enrolment_id, library=_library(caller), repo=repo)
+        except handlers.NotFound:
+            raise Problem(404, "Enrolment not found") from None
+        except handlers.Refused as exc:
+            raise Problem(409, "No certificate", str(exc)) from None
+        disposition = f'attachment; filename="certificate-{enrolment_id.rsplit(":", 1)[-1]}.json"'
+        return JSONResponse(record, headers={"Content-Disposition": disposition})
 
     @router.put("/teachers/{teacher_id}", response_model=Teacher, tags=["teachers"])
     async def put_teacher(teacher_id: str, teacher: Teacher, caller: Caller) -> Teacher:
