@@ -10,6 +10,8 @@ from pydantic import Field
 from services.courses import handlers
 from services.courses.adapters.repository import ENROLMENTS, READINESS, RUNS, MongoCoursesRepository
 from services.courses.entrypoints import http
+from shared.events import catalog
+from shared.events.envelope import CloudEvent
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, service_settings
@@ -47,6 +49,11 @@ def build_app(settings: CoursesSettings | None = None, clock: Callable[[], datet
             await asyncio.sleep(settings.offer_check_seconds)
 
     runtime.add_background(expire_offers)
+
+    async def help_request_routed(event: CloudEvent, data: catalog.HelpRequestRouted) -> None:
+        await handlers.on_help_request_routed(event, data, repo=repo, now=clock())
+
+    runtime.consumer.subscribe(catalog.ROUTING, {catalog.HelpRequestRouted.event_name: help_request_routed})
     app = runtime.http_app(title="IDO courses API", api_version=API_VERSION, on_start=repo.prepare)
     app.include_router(
         http.build_router(

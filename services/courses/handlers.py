@@ -6,13 +6,21 @@ import uuid
 from datetime import datetime, timedelta
 
 from services.courses.adapters.repository import AlreadyEnrolled, MongoCoursesRepository
-from services.courses.domain.model import Enrol, ScheduleRefused, ScheduleRun, check_schedule, completed
+from services.courses.domain.model import (
+    Enrol,
+    ScheduleRefused,
+    ScheduleRun,
+    check_schedule,
+    completed,
+    suggested_course_types,
+)
 from shared.events.catalog import (
     AttendanceRecorded,
     CourseCompleted,
     CourseRunCancelled,
     CourseRunScheduled,
     EnrolmentCancelled,
+    HelpRequestRouted,
     LibraryReadinessChanged,
     ParticipantEnrolled,
     ParticipantWaitlisted,
@@ -20,6 +28,7 @@ from shared.events.catalog import (
     SeatOfferExpired,
     StaffTrainingCompleted,
 )
+from shared.events.envelope import CloudEvent
 from shared.outbox import EventFactory
 
 
@@ -378,3 +387,32 @@ async def certificate(enrolment_key: str, *, library: str, repo: MongoCoursesRep
         "sessions": [s["starts_at"].date().isoformat() for s in run.get("sessions", [])],
         "completed_at": enrolment["completed_at"].isoformat(),
     }
+
+
+async def on_help_request_routed(
+    event: CloudEvent, data: HelpRequestRouted, *, repo: MongoCoursesRepository, now: datetime
+) -> None:
+    """A question answered with "course advised" becomes a course advice the library can act on."""
+    for decision in data.decisions:
+        if decision.outcome != "course_advised":
+            continue
+        await repo.put_advice(
+            {
+                "_id": f"{data.help_request_id}:{decision.question_index}",
+                "help_request_id": data.help_request_id,
+                "library": data.library,
+                "question_index": decision.question_index,
+                "theme": decision.theme,
+                "course_types": suggested_course_types(decision.category, decision.theme),
+                "advised_at": now,
+            }
+        )
+
+
+async def course_advice(help_request_id: str, *, library: str, repo: MongoCoursesRepository, now: datetime) -> dict:
+    """The advice for a visit and the library's upcoming runs that fit it, best fit first."""
+    advice = [a for a in await repo.advice_for(help_request_id) if a["library"] == library]
+    if not advice:
+        raise NotFound(help_request_id)
+    wanted = list(dict.fromkeys(t for a in advice for t in a["course_types"]))
+    return {"advice": advice, "runs": await repo.upcoming_runs(library, wanted, now)}

@@ -119,6 +119,9 @@ class QuestionDecision(BaseModel):
     referral_id: str | None = None
     # The organisation staff named but routing does not know; the question was routed by rules.
     rejected_target: str | None = None
+    # The question's classification, so consumers (courses) need not look it up.
+    category: Category | None = None
+    theme: str | None = None
 
 
 class PersonalDataErased(EventData):

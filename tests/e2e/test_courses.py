@@ -58,6 +58,18 @@ async def test_scheduling_is_checked_and_runs_are_found_by_postcode(courses):
     clash = await courses.post("/v1/course-runs", json={**digisterker, "location": "wormer"}, headers=library)
     assert clash.status_code == 422 and clash.json()["invalid-params"][0]["name"] == "teacher"
 
+    domain = {
+        "name": "IDO-training domein Toeslagen",
+        "kind": "staff_training",
+        "sessions": 1,
+        "session_minutes": 120,
+        "max_participants": 16,
+        "sessions_to_complete": 1,
+    }
+    assert (await courses.put("/v1/course-types/domein-toeslagen", json=domain, headers=kb)).status_code == 200
+    assert (await courses.put("/v1/course-types/domein-toeslagen", json=domain, headers=library)).status_code == 403
+    assert "domein-toeslagen" in [t["code"] for t in (await courses.get("/v1/course-types")).json()]
+
     found = await courses.get("/v1/course-runs", params={"postcode": "1507 XY", "course_type": "digisterker"})
     assert found.status_code == 200, "public: no credential needed"
     assert scheduled.json()["id"] in [r["id"] for r in found.json()]
@@ -98,3 +110,35 @@ async def test_a_full_run_waitlists_and_a_cancellation_offers_the_seat(courses):
     assert accepted.status_code == 200 and accepted.json()["status"] == "enrolled"
     other = {"Authorization": f"Bearer {credential('--library', 'venlo')}"}
     assert (await courses.get(f"/v1/course-runs/{run_id}", headers=other)).status_code == 404
+
+
+async def test_course_advised_at_the_desk_becomes_a_seat_in_one_call(system, intake, courses):
+    from tests.kafkatools import eventually
+
+    library = {"Authorization": f"Bearer {credential('--library', 'dbieb-leeuwarden')}"}
+    run = {"course_type": "klik-en-tik", "location": "centrum", "postcode": "8911 AA", "sessions": sessions(4, 8)}
+    run_id = (await courses.post("/v1/course-runs", json=run, headers=library)).json()["id"]
+    visit = {
+        "channel": "walk_in",
+        "questions": [{"category": "digital_government", "theme": "digid", "subtheme": "app"}],
+        "help_given": ["course_advised"],
+    }
+    request_id = (await intake.post("/v1/help-requests", json=visit, headers=library)).json()["id"]
+
+    async def advice():
+        answer = await courses.get(f"/v1/course-advice/{request_id}", headers=library)
+        return answer.json() if answer.status_code == 200 else None
+
+    found = await eventually(advice)
+    assert found["course_types"] == ["digisterker", "klik-en-tik"]
+    assert run_id in [r["id"] for r in found["runs"]]
+
+    body = {"run_id": run_id, "name": "Bezoeker", "contact": {"phone": "0611122233"}, "consent": True}
+    enrolled = await courses.post(f"/v1/course-advice/{request_id}/enrolments", json=body, headers=library)
+    assert enrolled.status_code == 201 and enrolled.json()["status"] == "enrolled"
+    elsewhere = await courses.post(
+        f"/v1/course-advice/{request_id}/enrolments", json={**body, "run_id": "not-a-run"}, headers=library
+    )
+    assert elsewhere.status_code == 422
+    other = {"Authorization": f"Bearer {credential('--library', 'venlo')}"}
+    assert (await courses.get(f"/v1/course-advice/{request_id}", headers=other)).status_code == 404

@@ -13,7 +13,7 @@ from services.courses.domain.model import DEFAULT_COURSE_TYPES, CourseType
 from shared.outbox import OutboxNotifier, PendingEvent, outbox_update, with_outbox
 
 TYPES, RUNS, ENROLMENTS, TEACHERS = "course_types", "course_runs", "enrolments", "teachers"
-READINESS = "readiness"
+READINESS, ADVICE = "readiness", "course_advice"
 SEATS, ARRIVALS = "seats", "arrivals"
 _HIDE = {"outbox": 0}
 
@@ -27,7 +27,7 @@ class MongoCoursesRepository:
         self.types, self.runs = db[TYPES], db[RUNS]
         self.enrolments, self.teachers = db[ENROLMENTS], db[TEACHERS]
         self.seats, self.arrivals = db[SEATS], db[ARRIVALS]
-        self.readiness = db[READINESS]
+        self.readiness, self.advice = db[READINESS], db[ADVICE]
         self.outbox = outbox
 
     async def prepare(self) -> None:
@@ -39,6 +39,9 @@ class MongoCoursesRepository:
     async def course_type(self, code: str) -> CourseType | None:
         doc = await self.types.find_one({"_id": code})
         return CourseType.model_validate(doc) if doc else None
+
+    async def put_course_type(self, course: CourseType) -> None:
+        await self.types.update_one({"_id": course.code}, {"$set": course.model_dump()}, upsert=True)
 
     async def course_types(self) -> list[CourseType]:
         return [CourseType.model_validate(d) async for d in self.types.find({}).sort("_id", 1)]
@@ -155,3 +158,22 @@ class MongoCoursesRepository:
             await self.readiness.update_one({"_id": library}, update, upsert=True)
         self.outbox.written(READINESS, library)
         return counts
+
+    async def put_advice(self, advice: dict[str, Any]) -> None:
+        # $setOnInsert: the same routing event delivered again changes nothing.
+        await self.advice.update_one({"_id": advice["_id"]}, {"$setOnInsert": advice}, upsert=True)
+
+    async def advice_for(self, help_request_id: str) -> list[dict[str, Any]]:
+        cursor = self.advice.find({"help_request_id": help_request_id}).sort("question_index", 1)
+        return [d async for d in cursor]
+
+    async def upcoming_runs(self, library: str, course_types: list[str], now: datetime) -> list[dict[str, Any]]:
+        cursor = self.runs.find({"library": library, "status": "scheduled"}, _HIDE)
+        runs = [
+            r
+            async for r in cursor
+            if r["course_type"] in course_types and min(s["starts_at"] for s in r["sessions"]) > now
+        ]
+        return sorted(
+            runs, key=lambda r: (course_types.index(r["course_type"]), min(s["starts_at"] for s in r["sessions"]))
+        )

@@ -177,5 +177,19 @@ class Attendance(_Strict):
     present: list[str] = Field(max_length=100)
 
 
+def suggested_course_types(category: str | None, theme: str | None) -> list[str]:
+    """Which courses fit a question the desk answered with "course advised": for contact with the
+    government Digisterker first, then basic skills; otherwise basic skills and staying safe."""
+    if category == "digital_government" or theme == "digid":
+        return ["digisterker", "klik-en-tik"]
+    return ["klik-en-tik", "klik-en-tik-veilig-online"]
+
+
+class EnrolFromAdvice(Enrol):
+    """POST /v1/course-advice/{help_request_id}/enrolments: enrol the visitor in a chosen run."""
+
+    run_id: str = Field(min_length=1, max_length=100)
+
+
 def completed(attended: set[int], course: CourseType) -> bool:
     return len(attended) >= course.sessions_to_complete

@@ -16,6 +16,7 @@ from services.courses.domain.model import (
     ChangeRun,
     CourseType,
     Enrol,
+    EnrolFromAdvice,
     Kind,
     ScheduleRefused,
     ScheduleRun,
@@ -71,6 +72,25 @@ class Teacher(BaseModel):
     certified_for: list[str] = []
 
 
+class CourseTypeData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: Kind
+    sessions: int = Field(ge=1, le=20)
+    session_minutes: int = Field(ge=15, le=480)
+    max_participants: int = Field(ge=1, le=50)
+    certified_teacher_required: bool = False
+    intake_first: bool = False
+    sessions_to_complete: int = Field(ge=1, le=20)
+
+
+class AdviceView(BaseModel):
+    help_request_id: str
+    course_types: list[str]
+    runs: list[RunView]
+
+
 class Completions(BaseModel):
     completed: list[str]
 
@@ -111,6 +131,15 @@ def build_router(
     async def course_types() -> list[CourseType]:
         """Digisterker, Klik & Tik and staff training, with their sessions and group sizes."""
         return await repo.course_types()
+
+    @router.put("/course-types/{code}", response_model=CourseType, tags=["catalogue"])
+    async def put_course_type(code: str, course: CourseTypeData, caller: Caller) -> CourseType:
+        """Add or change a course type, e.g. a training per agency domain (KB staff)."""
+        if caller.role != "kb":
+            raise Problem(403, "Only KB staff maintain the course catalogue")
+        saved = CourseType(code=code, **course.model_dump())
+        await repo.put_course_type(saved)
+        return saved
 
     @router.get("/course-runs", response_model=list[PublicRun], tags=["catalogue"])
     async def find_runs(
@@ -268,6 +297,37 @@ def build_router(
             raise Problem(409, "No certificate", str(exc)) from None
         disposition = f'attachment; filename="certificate-{enrolment_id.rsplit(":", 1)[-1]}.json"'
         return JSONResponse(record, headers={"Content-Disposition": disposition})
+
+    @router.get("/course-advice/{help_request_id}", response_model=AdviceView, tags=["from the desk"])
+    async def advice(help_request_id: str, caller: Caller) -> AdviceView:
+        """What the desk advised for a visit, with the library's upcoming runs that fit it."""
+        try:
+            found = await handlers.course_advice(help_request_id, library=_library(caller), repo=repo, now=clock())
+        except handlers.NotFound:
+            raise Problem(404, "No course advice for this help request") from None
+        return AdviceView(
+            help_request_id=help_request_id,
+            course_types=list(dict.fromkeys(t for a in found["advice"] for t in a["course_types"])),
+            runs=[RunView.of(r, await repo.seats_taken(r["_id"])) for r in found["runs"]],
+        )
+
+    @router.post(
+        "/course-advice/{help_request_id}/enrolments",
+        status_code=201,
+        response_model=EnrolmentView,
+        tags=["from the desk"],
+        dependencies=[Depends(require_json)],
+    )
+    async def enrol_from_advice(help_request_id: str, cmd: EnrolFromAdvice, caller: Caller) -> EnrolmentView:
+        """With the visitor's consent, enrol them in one of the advised runs in one call."""
+        library = _library(caller)
+        try:
+            found = await handlers.course_advice(help_request_id, library=library, repo=repo, now=clock())
+        except handlers.NotFound:
+            raise Problem(404, "No course advice for this help request") from None
+        if cmd.run_id not in {r["_id"] for r in found["runs"]}:
+            raise _invalid(handlers.Invalid("run_id", "not one of the upcoming runs that fit this advice"))
+        return await enrol(cmd.run_id, Enrol(**cmd.model_dump(exclude={"run_id"})), caller)
 
     @router.put("/teachers/{teacher_id}", response_model=Teacher, tags=["teachers"])
     async def put_teacher(teacher_id: str, teacher: Teacher, caller: Caller) -> Teacher:

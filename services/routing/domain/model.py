@@ -60,11 +60,17 @@ def decide(
             rejected = question.target
     if organisation is None:
         outcome: RoutingOutcome = "course_advised" if "course_advised" in help_given else "helped_at_desk"
-        return QuestionDecision(question_index=question.index, outcome=outcome, rejected_target=rejected)
+        return QuestionDecision(
+            question_index=question.index, outcome=outcome, rejected_target=rejected, **_classification(question)
+        )
     if not consent:
         # Without consent nothing personal leaves the library: the visitor is told where to go.
         return QuestionDecision(
-            question_index=question.index, outcome="informed", organisation=organisation, rejected_target=rejected
+            question_index=question.index,
+            outcome="informed",
+            organisation=organisation,
+            rejected_target=rejected,
+            **_classification(question),
         )
     return QuestionDecision(
         question_index=question.index,
@@ -72,4 +78,9 @@ def decide(
         organisation=organisation,
         referral_id=referral_id(help_request_id, question.index),
         rejected_target=rejected,
+        **_classification(question),
     )
+
+
+def _classification(question: QuestionFacts) -> dict[str, str]:
+    return {"category": question.category, "theme": question.theme}

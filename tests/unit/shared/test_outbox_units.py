@@ -46,6 +46,8 @@ def test_create_serialises_data_as_json():
         "organisation": None,
         "referral_id": None,
         "rejected_target": None,
+        "category": None,
+        "theme": None,
     }
 
 
