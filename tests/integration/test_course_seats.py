@@ -9,7 +9,7 @@ import pytest
 from services.courses import handlers
 from services.courses.adapters.repository import MongoCoursesRepository
 from services.courses.domain.model import Enrol, ScheduleRun
-from shared.outbox import EventFactory
+from shared.outbox import EventFactory, OutboxRelay
 
 pytestmark = pytest.mark.infra
 
@@ -17,14 +17,9 @@ NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=24)
 
 
-class Written:
-    def written(self, collection, document_id) -> None:
-        pass
-
-
 @pytest.fixture
 async def courses(db):
-    repo = MongoCoursesRepository(db, Written())
+    repo = MongoCoursesRepository(db, OutboxRelay([], publish=None))  # its per-document locks, no publishing
     await repo.prepare()
     return repo, EventFactory(service="courses", oin="00000001003214345000", base_url="http://courses")
 
