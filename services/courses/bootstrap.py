@@ -28,6 +28,8 @@ class CoursesSettings(ServiceSettings):
     # How long a seat offered from the waitlist stays open (users of booking systems expect a day).
     acceptance_window_hours: float = Field(24.0, gt=0)
     offer_check_seconds: float = Field(60.0, gt=0)
+    # No-show policy: missing the first session without cancelling gives the seat to the waitlist.
+    no_show_frees_seat: bool = True
 
 
 def utc_now() -> datetime:
@@ -57,7 +59,12 @@ def build_app(settings: CoursesSettings | None = None, clock: Callable[[], datet
     app = runtime.http_app(title="IDO courses API", api_version=API_VERSION, on_start=repo.prepare)
     app.include_router(
         http.build_router(
-            authenticated=runtime.authenticated, repo=repo, events=runtime.events, clock=clock, window=window
+            authenticated=runtime.authenticated,
+            repo=repo,
+            events=runtime.events,
+            clock=clock,
+            window=window,
+            no_show_frees_seat=settings.no_show_frees_seat,
         )
     )
     return app

@@ -272,6 +272,7 @@ async def cancel_run(
                 enrolment_id=enrolment["_id"],
                 position=enrolment["position"],
                 at=now,
+                reason="run_cancelled",
             )
             await repo.move(
                 enrolment["_id"],
@@ -315,6 +316,8 @@ async def record_attendance(
     repo: MongoCoursesRepository,
     events: EventFactory,
     now: datetime,
+    window: timedelta = timedelta(hours=24),
+    no_show_frees_seat: bool = True,
 ) -> list[str]:
     """Who attended session `session` (1-based); returns the enrolments that completed the course."""
     run = await _own_run(run_id, library, repo)
@@ -330,6 +333,8 @@ async def record_attendance(
         run_id=run_id, library=library, course_type=run["course_type"], session=session, present=present, at=now
     )
     await repo.update_run(run_id, {"attendance_recorded_at": now}, [events.create(recorded, correlation_id=run_id)])
+    if session == 1 and no_show_frees_seat:
+        await _free_seats_of_no_shows(run, enrolled, set(present), repo=repo, events=events, now=now, window=window)
     newly_completed = []
     for enrolment_key in present:
         attended = await repo.attend(enrolment_key, session)
@@ -338,6 +343,33 @@ async def record_attendance(
             await _complete(run, enrolment, len(attended), course, repo=repo, events=events, now=now)
             newly_completed.append(enrolment_key)
     return newly_completed
+
+
+async def _free_seats_of_no_shows(
+    run: dict, enrolled: dict[str, dict], present: set[str], *, repo, events, now, window
+) -> None:
+    """No-show policy: whoever misses the first session without cancelling loses the seat, which
+    goes to the waitlist (the later sessions are still enough to complete)."""
+    for enrolment_key, enrolment in enrolled.items():
+        if enrolment_key in present:
+            continue
+        fact = EnrolmentCancelled(
+            run_id=run["_id"],
+            library=run["library"],
+            course_type=run["course_type"],
+            enrolment_id=enrolment_key,
+            position=enrolment["position"],
+            at=now,
+            reason="no_show",
+        )
+        if await repo.move(
+            enrolment_key,
+            expected="enrolled",
+            fields={"status": "no_show"},
+            events=[events.create(fact, correlation_id=run["_id"])],
+        ):
+            await repo.release_seat(run["_id"], enrolment["seat"])
+    await offer_free_seats(run["_id"], repo=repo, events=events, now=now, window=window)
 
 
 async def _complete(run: dict, enrolment: dict, attended: int, course, *, repo, events, now) -> None:

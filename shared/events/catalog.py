@@ -269,6 +269,9 @@ class EnrolmentCancelled(_EnrolmentFact):
     event_name: ClassVar[str] = "EnrolmentCancelled"
     summary: ClassVar[str] = "An enrolment (or a place on the waitlist) was cancelled."
 
+    # cancelled by the library, the participant missed the first session, or the run was cancelled
+    reason: Literal["cancelled", "no_show", "run_cancelled"] = "cancelled"
+
 
 class CourseRunCancelled(_CourseFact):
     event_name: ClassVar[str] = "CourseRunCancelled"

@@ -106,3 +106,24 @@ async def test_raising_capacity_offers_seats_and_cancelling_a_run_cancels_everyo
     assert await repo.seats_taken(run_id) == 0
     with pytest.raises(handlers.Refused):
         await handlers.enrol(run_id, person(3), library=LIB, repo=repo, events=events, now=NOW)
+
+
+async def test_a_no_show_at_the_first_session_frees_the_seat_for_the_waitlist(courses):
+    repo, events = courses
+    run_id = await schedule(repo, events, "klik-en-tik", sessions=8, capacity=2)
+    came, stayed_away, waiting = [
+        await handlers.enrol(run_id, person(i), library=LIB, repo=repo, events=events, now=NOW) for i in range(3)
+    ]
+    assert waiting["status"] == "waitlisted"
+    first_session = NOW + timedelta(days=2, hours=1)
+    await handlers.record_attendance(
+        run_id, 1, [came["_id"]], library=LIB, repo=repo, events=events, now=first_session, window=WINDOW
+    )
+    assert (await repo.enrolment(stayed_away["_id"]))["status"] == "no_show"
+    offer = await repo.enrolment(waiting["_id"])
+    assert offer["status"] == "offered" and offer["offered_until"] == first_session + WINDOW
+    # Session 2 changes nothing for those already counted.
+    await handlers.record_attendance(
+        run_id, 2, [came["_id"]], library=LIB, repo=repo, events=events, now=first_session + timedelta(days=1)
+    )
+    assert (await repo.enrolment(came["_id"]))["status"] == "enrolled"

@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, Stri
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 Kind = Literal["digisterker", "klik_en_tik", "staff_training"]
-EnrolmentStatus = Literal["enrolled", "waitlisted", "offered", "cancelled", "offer_expired"]
+EnrolmentStatus = Literal["enrolled", "waitlisted", "offered", "cancelled", "offer_expired", "no_show"]
 DEFAULT_ACCEPTANCE_WINDOW = timedelta(hours=24)
 
 

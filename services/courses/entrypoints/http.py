@@ -123,6 +123,7 @@ def build_router(
     events: EventFactory,
     clock: Callable[[], datetime],
     window: timedelta,
+    no_show_frees_seat: bool = True,
 ) -> APIRouter:
     router = APIRouter(prefix="/v1")
     Caller = Annotated[Principal, Depends(authenticated)]
@@ -278,7 +279,15 @@ def build_router(
         """Record who attended a session; returns the enrolments that completed the course by it."""
         try:
             done = await handlers.record_attendance(
-                run_id, session, attendance.present, library=_library(caller), repo=repo, events=events, now=clock()
+                run_id,
+                session,
+                attendance.present,
+                library=_library(caller),
+                repo=repo,
+                events=events,
+                now=clock(),
+                window=window,
+                no_show_frees_seat=no_show_frees_seat,
             )
         except handlers.NotFound:
             raise Problem(404, "Course run not found") from None
