@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from fastapi import FastAPI
 from pydantic import Field
@@ -55,7 +56,14 @@ def build_app(settings: CoursesSettings | None = None, clock: Callable[[], datet
     async def help_request_routed(event: CloudEvent, data: catalog.HelpRequestRouted) -> None:
         await handlers.on_help_request_routed(event, data, repo=repo, now=clock())
 
-    runtime.consumer.subscribe(catalog.ROUTING, {catalog.HelpRequestRouted.event_name: help_request_routed})
+    runtime.consumer.subscribe_many(
+        {
+            catalog.ROUTING: {catalog.HelpRequestRouted.event_name: help_request_routed},
+            catalog.LIBRARIES: {
+                catalog.IdoLocationRegistered.event_name: partial(handlers.on_location_registered, repo=repo)
+            },
+        }
+    )
     app = runtime.http_app(title="IDO courses API", api_version=API_VERSION, on_start=repo.prepare)
     app.include_router(
         http.build_router(

@@ -21,6 +21,7 @@ from shared.events.catalog import (
     CourseRunScheduled,
     EnrolmentCancelled,
     HelpRequestRouted,
+    IdoLocationRegistered,
     LibraryReadinessChanged,
     ParticipantEnrolled,
     ParticipantWaitlisted,
@@ -43,6 +44,9 @@ class Refused(Exception):
 async def schedule_run(
     cmd: ScheduleRun, *, library: str, repo: MongoCoursesRepository, events: EventFactory, now: datetime
 ) -> dict:
+    location = await repo.location(library, cmd.location)
+    if location is None:
+        raise ScheduleRefused("location", "not a registered IDO location of this library (PUT /v1/locations at intake)")
     course = await repo.course_type(cmd.course_type)
     certified = bool(cmd.teacher) and await repo.teacher_certified(cmd.teacher or "", cmd.course_type)
     capacity = check_schedule(cmd, course, now=now, teacher_certified=certified)
@@ -57,6 +61,7 @@ async def schedule_run(
         "_id": run_id,
         "library": library,
         **cmd.model_dump(mode="python", exclude={"capacity"}),
+        "postcode": location["postcode"],
         "capacity": capacity,
         "status": "scheduled",
         "scheduled_at": now,
@@ -66,7 +71,7 @@ async def schedule_run(
         library=library,
         course_type=cmd.course_type,
         location=cmd.location,
-        postcode=cmd.postcode,
+        postcode=location["postcode"],
         capacity=capacity,
         first_session_at=min(s.starts_at for s in cmd.sessions),
         sessions=len(cmd.sessions),
@@ -419,6 +424,21 @@ async def certificate(enrolment_key: str, *, library: str, repo: MongoCoursesRep
         "sessions": [s["starts_at"].date().isoformat() for s in run.get("sessions", [])],
         "completed_at": enrolment["completed_at"].isoformat(),
     }
+
+
+async def on_location_registered(
+    event: CloudEvent, data: IdoLocationRegistered, *, repo: MongoCoursesRepository
+) -> None:
+    await repo.put_location(
+        {
+            "_id": data.location_id,
+            "library": data.library,
+            "code": data.code,
+            "name": data.name,
+            "postcode": data.postcode,
+            "municipality": data.municipality,
+        }
+    )
 
 
 async def on_help_request_routed(

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import credential, url
+from tests.kafkatools import eventually
 
 pytestmark = pytest.mark.infra
 COURSES = url("courses", 8003)
@@ -25,16 +26,30 @@ def sessions(days: int, count: int, hour: int = 10) -> list[dict]:
     ]
 
 
+async def register_location(intake, headers: dict, code: str, postcode: str, courses) -> None:
+    """Register the IDO location at intake, then wait until courses has heard of it."""
+    body = {"name": f"IDO {code}", "postcode": postcode, "city": "Ergens"}
+    assert (await intake.put(f"/v1/locations/{code}", json=body, headers=headers)).status_code == 200
+    probe = {"course_type": "no-such-type", "location": code, "sessions": sessions(3, 1)}
+
+    async def known():
+        answer = await courses.post("/v1/course-runs", json=probe, headers=headers)
+        return answer.json()["invalid-params"][0]["name"] != "location"
+
+    await eventually(known)
+
+
 @pytest.fixture
 async def courses(system):
     async with httpx.AsyncClient(base_url=COURSES, timeout=10) as client:
         yield client
 
 
-async def test_scheduling_is_checked_and_runs_are_found_by_postcode(courses):
+async def test_scheduling_is_checked_and_runs_are_found_by_postcode(intake, courses):
     library = {"Authorization": f"Bearer {credential('--library', 'zaanstreek')}"}
     kb = {"Authorization": f"Bearer {credential('--kb')}"}
-    base = {"course_type": "klik-en-tik", "location": "zaandam", "postcode": "1506 AA", "sessions": sessions(10, 8)}
+    await register_location(intake, library, "zaandam", "1506 AA", courses)
+    base = {"course_type": "klik-en-tik", "location": "zaandam", "sessions": sessions(10, 8)}
 
     refused = {
         "capacity": {**base, "capacity": 9},
@@ -55,6 +70,7 @@ async def test_scheduling_is_checked_and_runs_are_found_by_postcode(courses):
     assert certified.status_code == 200
     scheduled = await courses.post("/v1/course-runs", json=digisterker, headers=library)
     assert scheduled.status_code == 201 and scheduled.json()["capacity"] == 8
+    await register_location(intake, library, "wormer", "1531 AA", courses)
     clash = await courses.post("/v1/course-runs", json={**digisterker, "location": "wormer"}, headers=library)
     assert clash.status_code == 422 and clash.json()["invalid-params"][0]["name"] == "teacher"
 
@@ -76,12 +92,12 @@ async def test_scheduling_is_checked_and_runs_are_found_by_postcode(courses):
     assert "teacher" not in found.json()[0]
 
 
-async def test_a_full_run_waitlists_and_a_cancellation_offers_the_seat(courses):
+async def test_a_full_run_waitlists_and_a_cancellation_offers_the_seat(intake, courses):
     library = {"Authorization": f"Bearer {credential('--library', 'katwijk')}"}
+    await register_location(intake, library, "centrum", "2221 KG", courses)
     body = {
         "course_type": "klik-en-tik-veilig-online",
         "location": "centrum",
-        "postcode": "2221 KG",
         "sessions": sessions(5, 1, hour=14),
         "capacity": 2,
     }
@@ -113,10 +129,9 @@ async def test_a_full_run_waitlists_and_a_cancellation_offers_the_seat(courses):
 
 
 async def test_course_advised_at_the_desk_becomes_a_seat_in_one_call(system, intake, courses):
-    from tests.kafkatools import eventually
-
     library = {"Authorization": f"Bearer {credential('--library', 'dbieb-leeuwarden')}"}
-    run = {"course_type": "klik-en-tik", "location": "centrum", "postcode": "8911 AA", "sessions": sessions(4, 8)}
+    await register_location(intake, library, "centrum", "8911 AA", courses)
+    run = {"course_type": "klik-en-tik", "location": "centrum", "sessions": sessions(4, 8)}
     run_id = (await courses.post("/v1/course-runs", json=run, headers=library)).json()["id"]
     visit = {
         "channel": "walk_in",

@@ -21,6 +21,7 @@ LIB = "biblionet-groningen"
 async def courses(db):
     relay = OutboxRelay([db[READINESS]], publish=None)  # only its per-document locks are used here
     repo = MongoCoursesRepository(db, relay)
+    await repo.put_location({"_id": f"{LIB}:centrum", "library": LIB, "code": "centrum", "postcode": "9711 AA"})
     await repo.prepare()
     return repo, EventFactory(service="courses", oin="00000001003214345000", base_url="http://courses")
 
@@ -30,7 +31,6 @@ async def schedule(repo, events, course_type: str, sessions: int, capacity: int 
     cmd = ScheduleRun(
         course_type=course_type,
         location="centrum",
-        postcode="9711 AA",
         capacity=capacity,
         sessions=[
             {"starts_at": start + timedelta(days=i), "ends_at": start + timedelta(days=i, hours=2)}

@@ -20,6 +20,9 @@ WINDOW = timedelta(hours=24)
 @pytest.fixture
 async def courses(db):
     repo = MongoCoursesRepository(db, OutboxRelay([], publish=None))  # its per-document locks, no publishing
+    await repo.put_location(
+        {"_id": "rivierenland:centrum", "library": "rivierenland", "code": "centrum", "postcode": "4001 AA"}
+    )
     await repo.prepare()
     return repo, EventFactory(service="courses", oin="00000001003214345000", base_url="http://courses")
 
@@ -29,7 +32,6 @@ async def klik_en_tik_run(repo, events) -> str:
     cmd = ScheduleRun(
         course_type="klik-en-tik",
         location="centrum",
-        postcode="4001 AA",
         sessions=[
             {"starts_at": start + timedelta(days=7 * i), "ends_at": start + timedelta(days=7 * i, hours=2)}
             for i in range(8)

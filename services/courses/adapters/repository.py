@@ -13,7 +13,7 @@ from services.courses.domain.model import DEFAULT_COURSE_TYPES, CourseType
 from shared.outbox import OutboxNotifier, PendingEvent, outbox_update, with_outbox
 
 TYPES, RUNS, ENROLMENTS, TEACHERS = "course_types", "course_runs", "enrolments", "teachers"
-READINESS, ADVICE = "readiness", "course_advice"
+READINESS, ADVICE, LOCATIONS = "readiness", "course_advice", "locations"
 SEATS, ARRIVALS = "seats", "arrivals"
 _HIDE = {"outbox": 0}
 
@@ -27,7 +27,7 @@ class MongoCoursesRepository:
         self.types, self.runs = db[TYPES], db[RUNS]
         self.enrolments, self.teachers = db[ENROLMENTS], db[TEACHERS]
         self.seats, self.arrivals = db[SEATS], db[ARRIVALS]
-        self.readiness, self.advice = db[READINESS], db[ADVICE]
+        self.readiness, self.advice, self.locations = db[READINESS], db[ADVICE], db[LOCATIONS]
         self.outbox = outbox
 
     async def prepare(self) -> None:
@@ -177,3 +177,10 @@ class MongoCoursesRepository:
         return sorted(
             runs, key=lambda r: (course_types.index(r["course_type"]), min(s["starts_at"] for s in r["sessions"]))
         )
+
+    async def put_location(self, location: dict[str, Any]) -> None:
+        """An IDO location as intake announced it (IdoLocationRegistered); the newest wins."""
+        await self.locations.update_one({"_id": location["_id"]}, {"$set": location}, upsert=True)
+
+    async def location(self, library: str, code: str) -> dict[str, Any] | None:
+        return await self.locations.find_one({"_id": f"{library}:{code}"})

@@ -110,8 +110,7 @@ class ScheduleRun(_Strict):
     """The command a library sends: POST /v1/course-runs."""
 
     course_type: Slug
-    location: Slug
-    postcode: str = Field(pattern=r"^[1-9][0-9]{3} ?[A-Z]{2}$")
+    location: Slug = Field(description="one of the library's registered IDO locations")
     teacher: Slug | None = None
     sessions: list[Session] = Field(min_length=1, max_length=20)
     capacity: int | None = Field(default=None, ge=1)

@@ -16,7 +16,6 @@ def run(course_type="klik-en-tik", *, days=7, capacity=None, teacher=None, sessi
     return ScheduleRun(
         course_type=course_type,
         location="centrum",
-        postcode="4001 AA",
         teacher=teacher,
         capacity=capacity,
         sessions=[
@@ -57,7 +56,6 @@ def test_sessions_of_a_run_may_not_overlap_and_must_end_after_they_start():
         ScheduleRun(
             course_type="klik-en-tik",
             location="c",
-            postcode="4001 AA",
             sessions=[
                 {"starts_at": start, "ends_at": start + timedelta(hours=2)},
                 {"starts_at": start + timedelta(hours=1), "ends_at": start + timedelta(hours=3)},
@@ -67,7 +65,6 @@ def test_sessions_of_a_run_may_not_overlap_and_must_end_after_they_start():
         ScheduleRun(
             course_type="klik-en-tik",
             location="c",
-            postcode="4001 AA",
             sessions=[{"starts_at": start, "ends_at": start}],
         )
 
