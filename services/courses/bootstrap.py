@@ -31,6 +31,9 @@ class CoursesSettings(ServiceSettings):
     offer_check_seconds: float = Field(60.0, gt=0)
     # No-show policy: missing the first session without cancelling gives the seat to the waitlist.
     no_show_frees_seat: bool = True
+    # Participants' names and contact details are erased this long after the run's last session:
+    # time to hand out certificates and follow up, then no longer needed.
+    retention_days: int = Field(90, ge=1)
 
 
 def utc_now() -> datetime:
@@ -47,6 +50,9 @@ def build_app(settings: CoursesSettings | None = None, clock: Callable[[], datet
         while True:
             try:
                 await handlers.expire_offers(repo=repo, events=runtime.events, now=clock(), window=window)
+                await handlers.purge_participants(
+                    retention=timedelta(days=settings.retention_days), repo=repo, now=clock()
+                )
             except Exception:
                 log.exception("offer expiry failed; retrying")
             await asyncio.sleep(settings.offer_check_seconds)

@@ -412,6 +412,8 @@ async def certificate(enrolment_key: str, *, library: str, repo: MongoCoursesRep
         raise NotFound(enrolment_key)
     if not enrolment.get("completed_at"):
         raise Refused("the course is not completed (yet)")
+    if enrolment.get("personal_data_erased_at"):
+        raise Refused("the participant's data was erased at the end of its retention period")
     run = await repo.run(enrolment["run_id"]) or {}
     course = await repo.course_type(run.get("course_type", ""))
     return {
@@ -468,3 +470,12 @@ async def course_advice(help_request_id: str, *, library: str, repo: MongoCourse
         raise NotFound(help_request_id)
     wanted = list(dict.fromkeys(t for a in advice for t in a["course_types"]))
     return {"advice": advice, "runs": await repo.upcoming_runs(library, wanted, now)}
+
+
+async def purge_participants(*, retention: timedelta, repo: MongoCoursesRepository, now: datetime) -> int:
+    """Names and contact details are kept until `retention` after a run's last session (time to
+    hand out certificates and follow up), then erased. Returns the runs purged."""
+    runs = await repo.runs_with_participants_ended_before(now - retention)
+    for run_id in runs:
+        await repo.erase_participants(run_id, now)
+    return len(runs)

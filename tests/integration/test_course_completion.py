@@ -127,3 +127,30 @@ async def test_a_no_show_at_the_first_session_frees_the_seat_for_the_waitlist(co
         run_id, 2, [came["_id"]], library=LIB, repo=repo, events=events, now=first_session + timedelta(days=1)
     )
     assert (await repo.enrolment(came["_id"]))["status"] == "enrolled"
+
+
+async def test_participants_data_is_erased_after_the_retention_period(courses):
+    repo, events = courses
+    run_id = await schedule(repo, events, "klik-en-tik-veilig-online", sessions=1)
+    enrolment = await handlers.enrol(run_id, person(7), library=LIB, repo=repo, events=events, now=NOW)
+    last_session_end = NOW + timedelta(days=2, hours=2)
+    retention = timedelta(days=90)
+
+    assert (
+        await handlers.purge_participants(
+            retention=retention, repo=repo, now=last_session_end + retention - timedelta(hours=1)
+        )
+        == 0
+    )
+    assert (await repo.enrolment(enrolment["_id"]))["participant"]["name"] == "P7"
+    assert (
+        await handlers.purge_participants(
+            retention=retention, repo=repo, now=last_session_end + retention + timedelta(hours=1)
+        )
+        == 1
+    )
+    kept = await repo.enrolment(enrolment["_id"])
+    assert (
+        kept["participant"]["name"] is None and kept["participant"]["contact"] is None and kept["status"] == "enrolled"
+    )
+    assert await handlers.purge_participants(retention=retention, repo=repo, now=last_session_end + 2 * retention) == 0

@@ -184,3 +184,21 @@ class MongoCoursesRepository:
 
     async def location(self, library: str, code: str) -> dict[str, Any] | None:
         return await self.locations.find_one({"_id": f"{library}:{code}"})
+
+    async def runs_with_participants_ended_before(self, moment: datetime) -> list[str]:
+        cursor = self.runs.find({"participants_erased_at": None}, {"sessions": 1})
+        return [r["_id"] async for r in cursor if max(s["ends_at"] for s in r["sessions"]) < moment]
+
+    async def erase_participants(self, run_id: str, now: datetime) -> int:
+        """Remove names and contact details from a run's enrolments; staff ids (the library's own
+        pseudonyms) stay for its readiness."""
+        erased = 0
+        for enrolment in await self.enrolments_of(run_id):
+            async with self.outbox.lock(ENROLMENTS, enrolment["_id"]):
+                await self.enrolments.update_one(
+                    {"_id": enrolment["_id"]},
+                    {"$set": {"participant.name": None, "participant.contact": None, "personal_data_erased_at": now}},
+                )
+            erased += 1
+        await self.update_run(run_id, {"participants_erased_at": now}, [])
+        return erased
