@@ -71,6 +71,7 @@ def build_app(settings: CoursesSettings | None = None, clock: Callable[[], datet
         }
     )
     app = runtime.http_app(title="IDO courses API", api_version=API_VERSION, on_start=repo.prepare)
+    http.install_error_answers(app)
     app.include_router(
         http.build_router(
             authenticated=runtime.authenticated,

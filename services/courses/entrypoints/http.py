@@ -5,7 +5,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,7 +23,7 @@ from services.courses.domain.model import (
     Session,
 )
 from shared.auth import Principal
-from shared.http import Problem, require_json
+from shared.http import Problem, problem_response, require_json
 from shared.outbox import EventFactory
 
 
@@ -95,10 +95,27 @@ class Completions(BaseModel):
     completed: list[str]
 
 
-def _invalid(exc: "handlers.Invalid") -> Problem:
-    return Problem(
-        422, "Invalid request", exc.reason, extensions={"invalid-params": [{"name": exc.field, "reason": exc.reason}]}
-    )
+def install_error_answers(app: FastAPI) -> None:
+    """One place that turns courses' domain errors into problem+json answers."""
+
+    async def not_found(_: Request, exc: Exception) -> JSONResponse:
+        return problem_response(404, "Not found", "no such course run or enrolment of this library")
+
+    async def refused(_: Request, exc: Exception) -> JSONResponse:
+        detail = "this participant is already enrolled or waitlisted" if isinstance(exc, AlreadyEnrolled) else str(exc)
+        return problem_response(409, "Not possible now", detail)
+
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        field, reason = getattr(exc, "field", "(body)"), getattr(exc, "reason", str(exc))
+        return problem_response(
+            422, "Invalid request", reason, extensions={"invalid-params": [{"name": field, "reason": reason}]}
+        )
+
+    app.add_exception_handler(handlers.NotFound, not_found)
+    app.add_exception_handler(handlers.Refused, refused)
+    app.add_exception_handler(AlreadyEnrolled, refused)
+    app.add_exception_handler(handlers.Invalid, invalid)
+    app.add_exception_handler(ScheduleRefused, invalid)
 
 
 def _enrolment(doc: dict[str, Any]) -> EnrolmentView:
@@ -180,15 +197,7 @@ def build_router(
     )
     async def schedule(cmd: ScheduleRun, caller: Caller) -> RunView:
         """Schedule a run of a course type at one of the caller's IDO locations."""
-        try:
-            run = await handlers.schedule_run(cmd, library=_library(caller), repo=repo, events=events, now=clock())
-        except ScheduleRefused as exc:
-            raise Problem(
-                422,
-                "Invalid request",
-                str(exc),
-                extensions={"invalid-params": [{"name": exc.field, "reason": exc.reason}]},
-            ) from None
+        run = await handlers.schedule_run(cmd, library=_library(caller), repo=repo, events=events, now=clock())
         return RunView.of(run, 0)
 
     @router.get("/course-runs/{run_id}", response_model=RunView, tags=["runs"])
@@ -207,16 +216,7 @@ def build_router(
     )
     async def enrol(run_id: str, cmd: Enrol, caller: Caller) -> EnrolmentView:
         """Enrol a participant (with consent); a full run puts them on its waitlist."""
-        try:
-            doc = await handlers.enrol(run_id, cmd, library=_library(caller), repo=repo, events=events, now=clock())
-        except handlers.NotFound:
-            raise Problem(404, "Course run not found") from None
-        except handlers.Refused as exc:
-            raise Problem(409, "Enrolment not possible", str(exc)) from None
-        except AlreadyEnrolled:
-            raise Problem(409, "Already enrolled", "this participant is already enrolled or waitlisted") from None
-        except handlers.Invalid as exc:
-            raise _invalid(exc) from None
+        doc = await handlers.enrol(run_id, cmd, library=_library(caller), repo=repo, events=events, now=clock())
         return _enrolment(doc)
 
     @router.get("/course-runs/{run_id}/enrolments", response_model=list[EnrolmentView], tags=["enrolment"])
@@ -229,91 +229,58 @@ def build_router(
     @router.delete("/enrolments/{enrolment_id}", response_model=EnrolmentView, tags=["enrolment"])
     async def cancel(enrolment_id: str, caller: Caller) -> EnrolmentView:
         """Cancel; a freed seat is offered to the first on the waitlist."""
-        try:
-            doc = await handlers.cancel(
-                enrolment_id, library=_library(caller), repo=repo, events=events, now=clock(), window=window
-            )
-        except handlers.NotFound:
-            raise Problem(404, "Enrolment not found") from None
-        except handlers.Refused as exc:
-            raise Problem(409, "Cannot cancel", str(exc)) from None
+        doc = await handlers.cancel(
+            enrolment_id, library=_library(caller), repo=repo, events=events, now=clock(), window=window
+        )
         return _enrolment(doc)
 
     @router.post("/enrolments/{enrolment_id}/accept", response_model=EnrolmentView, tags=["enrolment"])
     async def accept(enrolment_id: str, caller: Caller) -> EnrolmentView:
         """Accept a seat offered from the waitlist, within its acceptance window."""
-        try:
-            doc = await handlers.accept_offer(enrolment_id, library=_library(caller), repo=repo, now=clock())
-        except handlers.NotFound:
-            raise Problem(404, "Enrolment not found") from None
-        except handlers.Refused as exc:
-            raise Problem(409, "No open offer", str(exc)) from None
+        doc = await handlers.accept_offer(enrolment_id, library=_library(caller), repo=repo, now=clock())
         return _enrolment(doc)
 
     @router.post("/course-runs/{run_id}/cancel", response_model=RunView, tags=["runs"])
     async def cancel_run(run_id: str, caller: Caller) -> RunView:
         """Cancel a run; its enrolments and waitlist are cancelled with it."""
-        try:
-            run = await handlers.cancel_run(run_id, library=_library(caller), repo=repo, events=events, now=clock())
-        except handlers.NotFound:
-            raise Problem(404, "Course run not found") from None
-        except handlers.Refused as exc:
-            raise Problem(409, "Cannot cancel", str(exc)) from None
+        run = await handlers.cancel_run(run_id, library=_library(caller), repo=repo, events=events, now=clock())
         return RunView.of(run, await repo.seats_taken(run_id))
 
     @router.patch("/course-runs/{run_id}", response_model=RunView, tags=["runs"], dependencies=[Depends(require_json)])
     async def change_run(run_id: str, change: ChangeRun, caller: Caller) -> RunView:
         """Change a run's capacity; added seats are offered to the waitlist at once."""
-        try:
-            run = await handlers.change_capacity(
-                run_id, change.capacity, library=_library(caller), repo=repo, events=events, now=clock(), window=window
-            )
-        except handlers.NotFound:
-            raise Problem(404, "Course run not found") from None
-        except handlers.Invalid as exc:
-            raise _invalid(exc) from None
+        run = await handlers.change_capacity(
+            run_id, change.capacity, library=_library(caller), repo=repo, events=events, now=clock(), window=window
+        )
         return RunView.of(run, await repo.seats_taken(run_id))
 
     @router.put("/course-runs/{run_id}/sessions/{session}/attendance", response_model=Completions, tags=["attendance"])
     async def attendance(run_id: str, session: int, attendance: Attendance, caller: Caller) -> Completions:
         """Record who attended a session; returns the enrolments that completed the course by it."""
-        try:
-            done = await handlers.record_attendance(
-                run_id,
-                session,
-                attendance.present,
-                library=_library(caller),
-                repo=repo,
-                events=events,
-                now=clock(),
-                window=window,
-                no_show_frees_seat=no_show_frees_seat,
-            )
-        except handlers.NotFound:
-            raise Problem(404, "Course run not found") from None
-        except handlers.Invalid as exc:
-            raise _invalid(exc) from None
+        done = await handlers.record_attendance(
+            run_id,
+            session,
+            attendance.present,
+            library=_library(caller),
+            repo=repo,
+            events=events,
+            now=clock(),
+            window=window,
+            no_show_frees_seat=no_show_frees_seat,
+        )
         return Completions(completed=done)
 
     @router.get("/enrolments/{enrolment_id}/certificate", tags=["attendance"])
     async def certificate(enrolment_id: str, caller: Caller) -> JSONResponse:
         """The certificate of completion as a downloadable record."""
-        try:
-            record = await handlers.certificate(enrolment_id, library=_library(caller), repo=repo)
-        except handlers.NotFound:
-            raise Problem(404, "Enrolment not found") from None
-        except handlers.Refused as exc:
-            raise Problem(409, "No certificate", str(exc)) from None
+        record = await handlers.certificate(enrolment_id, library=_library(caller), repo=repo)
         disposition = f'attachment; filename="certificate-{enrolment_id.rsplit(":", 1)[-1]}.json"'
         return JSONResponse(record, headers={"Content-Disposition": disposition})
 
     @router.get("/course-advice/{help_request_id}", response_model=AdviceView, tags=["from the desk"])
     async def advice(help_request_id: str, caller: Caller) -> AdviceView:
         """What the desk advised for a visit, with the library's upcoming runs that fit it."""
-        try:
-            found = await handlers.course_advice(help_request_id, library=_library(caller), repo=repo, now=clock())
-        except handlers.NotFound:
-            raise Problem(404, "No course advice for this help request") from None
+        found = await handlers.course_advice(help_request_id, library=_library(caller), repo=repo, now=clock())
         return AdviceView(
             help_request_id=help_request_id,
             course_types=list(dict.fromkeys(t for a in found["advice"] for t in a["course_types"])),
@@ -330,12 +297,9 @@ def build_router(
     async def enrol_from_advice(help_request_id: str, cmd: EnrolFromAdvice, caller: Caller) -> EnrolmentView:
         """With the visitor's consent, enrol them in one of the advised runs in one call."""
         library = _library(caller)
-        try:
-            found = await handlers.course_advice(help_request_id, library=library, repo=repo, now=clock())
-        except handlers.NotFound:
-            raise Problem(404, "No course advice for this help request") from None
+        found = await handlers.course_advice(help_request_id, library=library, repo=repo, now=clock())
         if cmd.run_id not in {r["_id"] for r in found["runs"]}:
-            raise _invalid(handlers.Invalid("run_id", "not one of the upcoming runs that fit this advice"))
+            raise handlers.Invalid("run_id", "not one of the upcoming runs that fit this advice")
         return await enrol(cmd.run_id, Enrol(**cmd.model_dump(exclude={"run_id"})), caller)
 
     @router.put("/teachers/{teacher_id}", response_model=Teacher, tags=["teachers"])
