@@ -1,12 +1,16 @@
-"""Wires subsidy: settings, database, broker and HTTP app. Its features arrive in later issues;
-today it runs as a healthy service with its database and broker connections."""
+"""Wires subsidy: settings, database, broker, repository and HTTP routes."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
+from services.subsidy.adapters.repository import APPLICATIONS, MongoSubsidyRepository
+from services.subsidy.entrypoints import http
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, service_settings
 
-API_VERSION = "0.1.0"
+API_VERSION = "0.2.0"
 
 
 class SubsidySettings(ServiceSettings):
@@ -16,6 +20,17 @@ class SubsidySettings(ServiceSettings):
     port: int = 8004
 
 
-def build_app(settings: SubsidySettings | None = None) -> FastAPI:
-    runtime = ServiceRuntime(settings or SubsidySettings())
-    return runtime.http_app(title="IDO subsidy API", api_version=API_VERSION)
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_app(settings: SubsidySettings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    settings = settings or SubsidySettings()
+    runtime = ServiceRuntime(settings, outbox_collections=[APPLICATIONS])
+    repo = MongoSubsidyRepository(runtime.db, runtime.relay)
+    app = runtime.http_app(title="IDO subsidy API", api_version=API_VERSION)
+    http.install_error_answers(app)
+    app.include_router(
+        http.build_router(authenticated=runtime.authenticated, repo=repo, events=runtime.events, clock=clock)
+    )
+    return app

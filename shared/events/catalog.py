@@ -5,7 +5,7 @@ service's README names its subscriptions) and so schemas and topics are generate
 Data models ignore unknown fields when read: producers may add fields, never remove or rename.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -315,6 +315,43 @@ class LibraryReadinessChanged(EventData):
     at: datetime
 
 
+class _SubsidyFact(EventData):
+    producer: ClassVar[str] = "subsidy"
+    topic_template: ClassVar[str] = SUBSIDY
+    subject_field: ClassVar[str] = "application_id"
+
+    application_id: str
+    scheme: str
+    library: str
+
+
+class SubsidyApplied(_SubsidyFact):
+    event_name: ClassVar[str] = "SubsidyApplied"
+    summary: ClassVar[str] = "A library applied for the scheme; the amount its rules give (euro cents)."
+
+    requested_cents: int = Field(ge=0)
+    ido_opening_date: date
+    applied_at: datetime
+
+
+class SubsidyGranted(_SubsidyFact):
+    event_name: ClassVar[str] = "SubsidyGranted"
+    summary: ClassVar[str] = "KB staff granted (all or part of) an application; the amount is reserved on the budget."
+
+    granted_cents: int = Field(gt=0)
+    partial: bool
+    reason: str
+    decided_at: datetime
+
+
+class SubsidyRejected(_SubsidyFact):
+    event_name: ClassVar[str] = "SubsidyRejected"
+    summary: ClassVar[str] = "KB staff rejected an application, or it did not fit the remaining budget."
+
+    reason: str
+    decided_at: datetime
+
+
 class IdoLocationRegistered(EventData):
     event_name: ClassVar[str] = "IdoLocationRegistered"
     producer: ClassVar[str] = "intake"
@@ -384,6 +421,9 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         CourseCompleted,
         StaffTrainingCompleted,
         LibraryReadinessChanged,
+        SubsidyApplied,
+        SubsidyGranted,
+        SubsidyRejected,
         CredentialIssued,
         CredentialRevoked,
     )

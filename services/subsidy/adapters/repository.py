@@ -1,0 +1,119 @@
+"""Subsidy's own database: schemes, applications (one per library per scheme: the `_id` is
+`<scheme>:<library>`, so a second application hits the unique key), and one budget document per
+scheme on which grants reserve their amount."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shared.outbox import OutboxNotifier, PendingEvent, outbox_update, with_outbox
+
+SCHEMES, APPLICATIONS, BUDGETS, LOCKS = "schemes", "applications", "budgets", "budget_locks"
+
+
+class AlreadyApplied(Exception):
+    pass
+
+
+class BudgetBusy(Exception):
+    """Another decision held the scheme's budget for too long; try again."""
+
+
+class MongoSubsidyRepository:
+    def __init__(self, db: AsyncDatabase, outbox: OutboxNotifier) -> None:
+        self.schemes, self.applications = db[SCHEMES], db[APPLICATIONS]
+        self.budgets, self.locks = db[BUDGETS], db[LOCKS]
+        self.outbox = outbox
+
+    async def put_scheme(self, code: str, scheme: dict[str, Any]) -> None:
+        await self.schemes.update_one({"_id": code}, {"$set": scheme}, upsert=True)
+        await self.budgets.update_one(
+            {"_id": code}, {"$setOnInsert": {"reserved_cents": 0, "paid_cents": 0, "reservations": {}}}, upsert=True
+        )
+
+    async def scheme(self, code: str) -> dict[str, Any] | None:
+        return await self.schemes.find_one({"_id": code})
+
+    async def all_schemes(self) -> list[dict[str, Any]]:
+        return [d async for d in self.schemes.find({}).sort("_id", 1)]
+
+    async def add_application(self, application: dict[str, Any], events: list[PendingEvent]) -> None:
+        try:
+            await self.applications.insert_one(with_outbox(application, events))
+        except DuplicateKeyError:
+            raise AlreadyApplied from None
+        self.outbox.written(APPLICATIONS, application["_id"])
+
+    async def application(self, application_id: str) -> dict[str, Any] | None:
+        return await self.applications.find_one({"_id": application_id}, {"outbox": 0})
+
+    async def applications_of(self, library: str | None) -> list[dict[str, Any]]:
+        query = {"library": library} if library else {}
+        return [d async for d in self.applications.find(query, {"outbox": 0}).sort("applied_at", -1)]
+
+    async def update_application(
+        self, application_id: str, fields: dict[str, Any], trail: dict[str, Any], events: list[PendingEvent]
+    ) -> None:
+        update = outbox_update(events) | {"$set": fields}
+        update["$push"]["trail"] = trail
+        async with self.outbox.lock(APPLICATIONS, application_id):
+            await self.applications.update_one({"_id": application_id}, update)
+        self.outbox.written(APPLICATIONS, application_id)
+
+    async def budget(self, scheme: str) -> dict[str, Any] | None:
+        return await self.budgets.find_one({"_id": scheme})
+
+    async def reserve(self, scheme: str, application_id: str, amount_cents: int, ceiling_cents: int) -> bool:
+        """Reserve `amount_cents` of the scheme's budget for the application; False when it does not
+        fit under the ceiling. Idempotent per application. Serialised by a lock document."""
+        async with self._budget_lock(scheme):
+            budget = await self.budgets.find_one({"_id": scheme}) or {"reserved_cents": 0, "reservations": {}}
+            if application_id in budget["reservations"]:
+                return True
+            if budget["reserved_cents"] + amount_cents > ceiling_cents:
+                return False
+            await self.budgets.update_one(
+                {"_id": scheme},
+                {
+                    "$set": {
+                        f"reservations.{application_id}": amount_cents,
+                        "reserved_cents": budget["reserved_cents"] + amount_cents,
+                    }
+                },
+                upsert=True,
+            )
+            return True
+
+    def _budget_lock(self, scheme: str, lease: timedelta = timedelta(seconds=15)) -> "_LockDocument":
+        return _LockDocument(self.locks, f"budget:{scheme}", lease)
+
+
+class _LockDocument:
+    """A mutex across processes: inserting the lock document (a unique `_id`) is the one write
+    that is atomic under concurrency on FerretDB (which applies concurrent updates of one document
+    without isolation) as on MongoDB. A lock left by a crashed holder expires after its lease."""
+
+    def __init__(self, collection, name: str, lease: timedelta, wait: float = 10.0) -> None:
+        self.collection, self.name, self.lease, self.wait = collection, name, lease, wait
+
+    async def __aenter__(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.wait
+        while True:
+            now = datetime.now(UTC)
+            try:
+                await self.collection.insert_one({"_id": self.name, "expires_at": now + self.lease})
+                return
+            except DuplicateKeyError:
+                held = await self.collection.find_one({"_id": self.name})
+                if held and held["expires_at"] < now:
+                    await self.collection.delete_one({"_id": self.name})  # its holder is gone
+                    continue
+            if asyncio.get_running_loop().time() > deadline:
+                raise BudgetBusy(self.name)
+            await asyncio.sleep(0.005)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.collection.delete_one({"_id": self.name})
