@@ -1,12 +1,22 @@
 """Subsidy's use cases: apply, decide. Every step lands in the application's activity trail."""
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from services.subsidy.adapters.repository import AlreadyApplied, MongoSubsidyRepository
-from services.subsidy.domain.model import Apply, Decide, Refused, Scheme, check_application
+from services.subsidy.domain.model import Apply, Decide, Refused, Renew, Scheme, advance, cents, check_application
 from shared.auth import Principal
-from shared.events.catalog import SubsidyApplied, SubsidyGranted, SubsidyRejected
+from shared.events.catalog import (
+    CourseRunScheduled,
+    HelpRequested,
+    SubsidyApplied,
+    SubsidyGranted,
+    SubsidyPaid,
+    SubsidyRejected,
+    SubsidyRenewed,
+)
+from shared.events.envelope import CloudEvent
 from shared.outbox import EventFactory
 
 
@@ -100,4 +110,93 @@ async def decide(
         trail,
         [events.create(fact, correlation_id=application_id)],
     )
-    return {**application, "status": "granted", "granted_cents": amount}
+    granted = {**application, "status": "granted", "granted_cents": amount}
+    first = advance(amount, scheme["advance_percent"])
+    if first:
+        await _pay(granted, "advance", first, repo=repo, events=events, now=now)
+    await settle(application["library"], repo=repo, events=events, now=now)
+    return granted
+
+
+async def _pay(application: dict, tranche: str, amount: int, *, repo, events: EventFactory, now: datetime) -> bool:
+    fact = SubsidyPaid(
+        application_id=application["_id"],
+        scheme=application["scheme"],
+        library=application["library"],
+        tranche=tranche,
+        amount_cents=amount,
+        paid_at=now,
+    )
+    payment = {"tranche": tranche, "amount_cents": amount, "paid_at": now}
+    return await repo.pay(application["_id"], payment, events.create(fact, correlation_id=application["_id"]))
+
+
+async def settle(library: str, *, repo: MongoSubsidyRepository, events: EventFactory, now: datetime) -> int:
+    """Pay the final tranche of every grant of the library whose conditions are now met.
+    A tranche is paid once, however often the events that met the conditions arrive."""
+    met = await repo.conditions_of(library)
+    paid = 0
+    for application in await repo.applications_of(library):
+        if application["status"] != "granted":
+            continue
+        scheme = await repo.scheme(application["scheme"])
+        if scheme is None or not all(c in met for c in scheme.get("conditions", [])):
+            continue
+        rest = application["granted_cents"] - advance(application["granted_cents"], scheme["advance_percent"])
+        if rest > 0 and await _pay(application, "final", rest, repo=repo, events=events, now=now):
+            paid += 1
+    return paid
+
+
+async def on_visit_registered(event: CloudEvent, data: HelpRequested, *, repo, events: EventFactory) -> None:
+    """The library registers its IDO visitors: a condition for the final tranche."""
+    if await repo.condition_met(data.library, "visitor_registration", data.registered_at):
+        await settle(data.library, repo=repo, events=events, now=data.registered_at)
+
+
+async def on_course_run_scheduled(event: CloudEvent, data: CourseRunScheduled, *, repo, events: EventFactory) -> None:
+    """The library publishes course offers: a condition for the final tranche."""
+    if await repo.condition_met(data.library, "course_offers", event.time):
+        await settle(data.library, repo=repo, events=events, now=event.time)
+
+
+async def renew(
+    application_id: str, cmd: Renew, *, library: str, repo: MongoSubsidyRepository, events: EventFactory, now: datetime
+) -> dict:
+    """The extension year: a granted application, renewed by a signed confirmation before the deadline."""
+    application = await repo.application(application_id)
+    if application is None or application["library"] != library:
+        raise NotFound(application_id)
+    scheme = await repo.scheme(application["scheme"])
+    extension = (scheme or {}).get("extension")
+    if scheme is None or application["status"] != "granted" or extension is None:
+        raise Refused("application", "only a granted application of a scheme with an extension can be renewed")
+    if now > datetime.fromisoformat(extension["deadline"]):
+        raise Refused("signed_on", f"the renewal deadline was {extension['deadline'][:10]}")
+    if application.get("renewal"):
+        return application
+    amount = cents(Decimal(extension["rate"]) * application["inhabitants"])
+    key = f"{application_id}/extension"
+    if not await repo.reserve(application["scheme"], key, amount, scheme["budget_ceiling_cents"]):
+        raise BudgetExhausted(application["scheme"])
+    fact = SubsidyRenewed(
+        application_id=application_id,
+        scheme=application["scheme"],
+        library=library,
+        year=extension["year"],
+        amount_cents=amount,
+        signed_by=cmd.signed_by,
+        renewed_at=now,
+    )
+    renewal = {
+        "year": extension["year"],
+        "amount_cents": amount,
+        "signed_by": cmd.signed_by,
+        "signed_on": cmd.signed_on.isoformat(),
+    }
+    trail = {"at": now, "by": f"library:{library}", "action": "renewed", "detail": f"{amount} cents"}
+    await repo.update_application(
+        application_id, {"renewal": renewal}, trail, [events.create(fact, correlation_id=application_id)]
+    )
+    await _pay(application, "extension", amount, repo=repo, events=events, now=now)
+    return {**application, "renewal": renewal}

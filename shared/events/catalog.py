@@ -352,6 +352,28 @@ class SubsidyRejected(_SubsidyFact):
     decided_at: datetime
 
 
+class SubsidyPaid(_SubsidyFact):
+    event_name: ClassVar[str] = "SubsidyPaid"
+    summary: ClassVar[str] = (
+        "A tranche was paid: the advance on grant, the final tranche once the conditions are met "
+        "(seen in the other services' events), or the extension year after a renewal."
+    )
+
+    tranche: Literal["advance", "final", "extension"]
+    amount_cents: int = Field(gt=0)
+    paid_at: datetime
+
+
+class SubsidyRenewed(_SubsidyFact):
+    event_name: ClassVar[str] = "SubsidyRenewed"
+    summary: ClassVar[str] = "A library confirmed the renewal (extension year) before its deadline."
+
+    year: int
+    amount_cents: int = Field(gt=0)
+    signed_by: str
+    renewed_at: datetime
+
+
 class IdoLocationRegistered(EventData):
     event_name: ClassVar[str] = "IdoLocationRegistered"
     producer: ClassVar[str] = "intake"
@@ -424,6 +446,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         SubsidyApplied,
         SubsidyGranted,
         SubsidyRejected,
+        SubsidyPaid,
+        SubsidyRenewed,
         CredentialIssued,
         CredentialRevoked,
     )

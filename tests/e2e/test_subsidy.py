@@ -77,3 +77,55 @@ async def test_apply_decide_and_follow_the_budget(system):
         overview = (await subsidy.get(f"/v1/schemes/{code}/overview", headers=kb)).json()
         assert overview["reserved_cents"] == 800_000 and overview["remaining_cents"] == 200_000
         assert overview["applications"] == {"granted": 1}
+
+
+async def test_the_final_tranche_is_paid_when_other_services_show_the_conditions_met(system, intake):
+    from tests.e2e.test_courses import COURSES, register_location, sessions
+    from tests.kafkatools import eventually
+
+    kb = {"Authorization": f"Bearer {credential('--kb')}"}
+    library = {"Authorization": f"Bearer {credential('--library', 'aanzet-dordrecht')}"}
+    code, now = f"tranches-{uuid.uuid4().hex[:6]}", datetime.now(UTC)
+    scheme = {
+        "name": "Regeling met voorschot",
+        "opens": (now - timedelta(days=1)).isoformat(),
+        "closes": (now + timedelta(days=30)).isoformat(),
+        "rates": {str(now.year): "0.10"},
+        "budget_ceiling_cents": 10**8,
+        "advance_percent": 50,
+    }
+    body = {
+        "scheme": code,
+        "inhabitants": 120_000,
+        "ido_opening_date": now.date().isoformat(),
+        "planned_course_offers": 2,
+        "contact_person": {"name": "J. Jansen", "email": "j.jansen@bieb.nl"},
+    }
+    async with (
+        httpx.AsyncClient(base_url=SUBSIDY, timeout=10) as subsidy,
+        httpx.AsyncClient(base_url=COURSES, timeout=10) as courses,
+    ):
+        assert (await subsidy.put(f"/v1/schemes/{code}", json=scheme, headers=kb)).status_code == 200
+        application_id = (await subsidy.post("/v1/applications", json=body, headers=library)).json()["id"]
+        granted = await subsidy.post(
+            f"/v1/applications/{application_id}/decision", json={"decision": "grant", "reason": "voldoet"}, headers=kb
+        )
+        # The advance on grant (the final tranche too at once, if an earlier run already met the conditions).
+        assert granted.json()["payments"][0]["tranche"] == "advance"
+
+        # The library registers a visit at intake and publishes a course run at courses.
+        visit = {"channel": "walk_in", "questions": [{"category": "digital_government", "theme": "digid"}]}
+        assert (await intake.post("/v1/help-requests", json=visit, headers=library)).status_code == 201
+        await register_location(intake, library, "centrum", "3311 AA", courses)
+        run = {"course_type": "klik-en-tik", "location": "centrum", "sessions": sessions(6, 8)}
+        assert (await courses.post("/v1/course-runs", json=run, headers=library)).status_code == 201
+
+        async def paid_in_full():
+            doc = (await subsidy.get(f"/v1/applications/{application_id}", headers=library)).json()
+            return doc if len(doc["payments"]) == 2 else None
+
+        payments = (await eventually(paid_in_full))["payments"]
+        # 120,000 x 0.10 = 12,000 euros: 6,000 in advance, 6,000 when the conditions are met
+        assert [(p["tranche"], p["amount_cents"]) for p in payments] == [("advance", 600000), ("final", 600000)]
+        overview = (await subsidy.get(f"/v1/schemes/{code}/overview", headers=kb)).json()
+        assert overview["paid_cents"] == 1200000 and overview["reserved_cents"] == 1200000

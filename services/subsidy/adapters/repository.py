@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.outbox import OutboxNotifier, PendingEvent, outbox_update, with_outbox
 
 SCHEMES, APPLICATIONS, BUDGETS, LOCKS = "schemes", "applications", "budgets", "budget_locks"
+CONDITIONS = "conditions"
 
 
 class AlreadyApplied(Exception):
@@ -25,7 +26,7 @@ class BudgetBusy(Exception):
 class MongoSubsidyRepository:
     def __init__(self, db: AsyncDatabase, outbox: OutboxNotifier) -> None:
         self.schemes, self.applications = db[SCHEMES], db[APPLICATIONS]
-        self.budgets, self.locks = db[BUDGETS], db[LOCKS]
+        self.budgets, self.locks, self.conditions = db[BUDGETS], db[LOCKS], db[CONDITIONS]
         self.outbox = outbox
 
     async def put_scheme(self, code: str, scheme: dict[str, Any]) -> None:
@@ -67,11 +68,12 @@ class MongoSubsidyRepository:
         return await self.budgets.find_one({"_id": scheme})
 
     async def reserve(self, scheme: str, application_id: str, amount_cents: int, ceiling_cents: int) -> bool:
-        """Reserve `amount_cents` of the scheme's budget for the application; False when it does not
-        fit under the ceiling. Idempotent per application. Serialised by a lock document."""
+        """Reserve `amount_cents` of the scheme's budget for the application (or its extension:
+        `<id>/extension`); False when it does not fit under the ceiling. Idempotent per key.
+        Serialised by a lock document."""
         async with self._budget_lock(scheme):
             budget = await self.budgets.find_one({"_id": scheme}) or {"reserved_cents": 0, "reservations": {}}
-            if application_id in budget["reservations"]:
+            if application_id.replace(".", "_") in budget["reservations"]:
                 return True
             if budget["reserved_cents"] + amount_cents > ceiling_cents:
                 return False
@@ -86,6 +88,30 @@ class MongoSubsidyRepository:
                 upsert=True,
             )
             return True
+
+    async def pay(self, application_id: str, payment: dict[str, Any], event: PendingEvent) -> bool:
+        """Record a tranche once: a tranche already paid (a re-delivered event) is not paid again."""
+        async with self.outbox.lock(APPLICATIONS, application_id):
+            doc = await self.applications.find_one({"_id": application_id}, {"payments": 1})
+            if doc is None or any(p["tranche"] == payment["tranche"] for p in doc.get("payments", [])):
+                return False
+            update = outbox_update([event])
+            update["$push"]["payments"] = payment
+            await self.applications.update_one({"_id": application_id}, update)
+        self.outbox.written(APPLICATIONS, application_id)
+        return True
+
+    async def condition_met(self, library: str, condition: str, at: datetime) -> bool:
+        """Record that the library meets a condition; True the first time."""
+        async with self.outbox.lock(CONDITIONS, library):
+            doc = await self.conditions.find_one({"_id": library}) or {}
+            if condition in doc:
+                return False
+            await self.conditions.update_one({"_id": library}, {"$set": {condition: at}}, upsert=True)
+            return True
+
+    async def conditions_of(self, library: str) -> dict[str, Any]:
+        return await self.conditions.find_one({"_id": library}) or {}
 
     def _budget_lock(self, scheme: str, lease: timedelta = timedelta(seconds=15)) -> "_LockDocument":
         return _LockDocument(self.locks, f"budget:{scheme}", lease)

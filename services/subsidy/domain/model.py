@@ -18,6 +18,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+class Extension(_Strict):
+    """The extension year: paid after a signed renewal confirmation before the deadline."""
+
+    year: int
+    rate: Decimal = Field(gt=0, description="euros per inhabitant, e.g. 0.83")
+    deadline: AwareDatetime
+
+
 class Scheme(_Strict):
     """PUT /v1/schemes/{code} by KB staff. Changing it never alters decisions already taken:
     an application keeps the calculation it was made with."""
@@ -30,6 +38,7 @@ class Scheme(_Strict):
     budget_ceiling_cents: int = Field(gt=0)
     advance_percent: int = Field(50, ge=0, le=100, description="paid on grant; the rest when the conditions are met")
     conditions: list[Condition] = ["visitor_registration", "course_offers"]
+    extension: Extension | None = None
 
     @model_validator(mode="after")
     def _sane(self) -> "Scheme":
@@ -93,6 +102,18 @@ def check_application(cmd: Apply, scheme: Scheme | None, *, now: datetime) -> li
     if cmd.ido_opening_date.year > max(scheme.rates):
         raise Refused("ido_opening_date", f"the scheme covers IDOs opening up to {max(scheme.rates)}")
     return calculate(scheme, cmd.inhabitants, cmd.ido_opening_date)
+
+
+def advance(granted_cents: int, percent: int) -> int:
+    """The advance paid on grant: `percent` of the grant, rounded half up to the cent."""
+    return cents(Decimal(granted_cents) * percent / 10000)
+
+
+class Renew(_Strict):
+    """POST /v1/applications/{id}/renewal: the signed renewal confirmation."""
+
+    signed_by: str = Field(min_length=1, max_length=200)
+    signed_on: date
 
 
 class Decide(_Strict):

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from services.subsidy import handlers
 from services.subsidy.adapters.repository import BudgetBusy, MongoSubsidyRepository
-from services.subsidy.domain.model import Apply, Decide, Refused, Scheme
+from services.subsidy.domain.model import Apply, Decide, Refused, Renew, Scheme
 from shared.auth import Principal
 from shared.http import Problem, problem_response, require_json
 from shared.outbox import EventFactory
@@ -29,6 +29,8 @@ class ApplicationView(BaseModel):
     granted_cents: int | None = None
     status: str
     decision_reason: str | None = None
+    payments: list[dict[str, Any]] = []
+    renewal: dict[str, Any] | None = None
     trail: list[dict[str, Any]]
 
     @classmethod
@@ -40,6 +42,7 @@ class Overview(BaseModel):
     scheme: str
     budget_ceiling_cents: int
     reserved_cents: int
+    paid_cents: int
     remaining_cents: int
     applications: dict[str, int]
 
@@ -99,14 +102,17 @@ def build_router(
         if scheme is None or budget is None:
             raise Problem(404, "Scheme not found")
         counts: dict[str, int] = {}
+        paid = 0
         for application in await repo.applications_of(None):
             if application["scheme"] == code:
                 counts[application["status"]] = counts.get(application["status"], 0) + 1
+                paid += sum(p["amount_cents"] for p in application.get("payments", []))
         ceiling = scheme["budget_ceiling_cents"]
         return Overview(
             scheme=code,
             budget_ceiling_cents=ceiling,
             reserved_cents=budget["reserved_cents"],
+            paid_cents=paid,
             remaining_cents=ceiling - budget["reserved_cents"],
             applications=counts,
         )
@@ -140,6 +146,19 @@ def build_router(
         if doc is None or (caller.role != "kb" and (caller.role != "library" or doc["library"] != caller.organisation)):
             raise Problem(404, "Application not found")
         return ApplicationView.of(doc)
+
+    @router.post(
+        "/applications/{application_id}/renewal",
+        response_model=ApplicationView,
+        tags=["applications"],
+        dependencies=[Depends(require_json)],
+    )
+    async def renew(application_id: str, cmd: Renew, caller: Caller) -> ApplicationView:
+        """The signed renewal confirmation for the extension year, before its deadline (library)."""
+        if caller.role != "library":
+            raise Problem(403, "Only the library renews its application")
+        await handlers.renew(application_id, cmd, library=caller.organisation, repo=repo, events=events, now=clock())
+        return ApplicationView.of(await repo.application(application_id) or {})
 
     @router.post(
         "/applications/{application_id}/decision",
