@@ -1,0 +1,146 @@
+"""Reporting's HTTP API: the monitor (questions and visits by dimension), referral outcomes per
+agency, the rollout against the coverage goal, and the registration-form export.
+
+Who sees what: a library its own figures (no suppression); an agency the questions of its domain
+across libraries; KB staff everything. Outside the library itself, a count below the threshold
+is shown as "<5", so no visitor can be singled out."""
+
+import csv
+import io
+import json
+from collections import Counter
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from services.reporting.adapters.repository import MongoReportingRepository
+from services.reporting.domain.projections import COVERAGE_GOAL, agency_themes, suppress
+from shared import reference
+from shared.auth import Principal
+from shared.http import Problem
+
+Dimension = Literal["month", "library", "category", "theme", "subtheme", "channel"]
+# The KB's registration form, one row per question.
+FORM_COLUMNS = [
+    "help_request_id",
+    "question",
+    "date",
+    "library",
+    "location",
+    "channel",
+    "category",
+    "theme",
+    "subtheme",
+    "help_given",
+    "outcome",
+    "referred_to",
+    "duration_minutes",
+]
+Month = Annotated[str | None, Query(pattern=r"^[0-9]{4}-[0-9]{2}$")]
+
+
+def build_router(*, authenticated, repo: MongoReportingRepository, threshold: int) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+    Caller = Annotated[Principal, Depends(authenticated)]
+
+    @router.get("/monitor/questions", tags=["monitor"])
+    async def questions(
+        caller: Caller,
+        by: Dimension = "theme",
+        library: Annotated[str | None, Query(max_length=64)] = None,
+        month_from: Month = None,
+        month_to: Month = None,
+    ) -> dict[str, Any]:
+        """Questions counted by one dimension, for a period and (KB) a library."""
+        rows = await repo.counts("questions", **_scope(caller, library))
+        if caller.role == "agency":
+            domain = agency_themes(caller.organisation)
+            rows = [r for r in rows if r["theme"] in domain]
+        rows = [
+            r for r in rows if (not month_from or r["month"] >= month_from) and (not month_to or r["month"] <= month_to)
+        ]
+        totals: Counter[str] = Counter()
+        for r in rows:
+            totals[r[by]] += r["count"]
+        own = caller.role == "library"
+        return {
+            "by": by,
+            "threshold": None if own else threshold,
+            "counts": {k: v if own else suppress(v, threshold) for k, v in sorted(totals.items())},
+        }
+
+    @router.get("/monitor/referrals", tags=["monitor"])
+    async def referrals(caller: Caller) -> dict[str, Any]:
+        """Referral outcomes per agency: the latest status of each referral, and the overdue share."""
+        if caller.role not in ("agency", "kb"):
+            raise Problem(403, "Referral outcomes are for agencies and KB staff")
+        docs = await repo.referrals_of(caller.organisation if caller.role == "agency" else None)
+        per_agency: dict[str, Counter[str]] = {}
+        for doc in docs:
+            statuses = sorted(k for k in doc if k.startswith("status_"))
+            latest = doc[statuses[-1]] if statuses else "sent"
+            mix = per_agency.setdefault(doc.get("agency", "?"), Counter())
+            mix[latest] += 1
+            mix["overdue"] += 1 if doc.get("overdue") else 0
+        return {
+            agency: {status: suppress(n, threshold) for status, n in sorted(mix.items())}
+            for agency, mix in sorted(per_agency.items())
+        }
+
+    @router.get("/monitor/rollout", tags=["monitor"])
+    async def rollout(caller: Caller) -> dict[str, Any]:
+        """IDO locations open at the end of each year against the national-coverage goal, and the
+        15 pilot libraries compared with the rest."""
+        locations = await repo.all_locations()
+        years = sorted(set(COVERAGE_GOAL) | {loc["opened_at"].year for loc in locations})
+        open_by = {y: sum(1 for loc in locations if loc["opened_at"].year <= y) for y in years}
+        pilots = sum(1 for loc in locations if loc["library"] in reference.PILOT_LIBRARIES)
+        return {
+            "years": [{"year": y, "open": open_by[y], "goal": COVERAGE_GOAL.get(y)} for y in years],
+            "pilot_locations": pilots,
+            "other_locations": len(locations) - pilots,
+        }
+
+    @router.get("/exports/questions.{fmt}", tags=["exports"])
+    async def export(
+        fmt: Literal["csv", "json"],
+        caller: Caller,
+        date_from: Annotated[str | None, Query(alias="from", pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")] = None,
+        date_to: Annotated[str | None, Query(alias="to", pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")] = None,
+        library: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> Response:
+        """One row per question, columns as on the KB's registration form (no personal data)."""
+        if caller.role not in ("library", "kb"):
+            raise Problem(403, "Exports are for libraries (their own) and KB staff")
+        scope = caller.organisation if caller.role == "library" else library
+        rows = [{c: r.get(c, "") for c in FORM_COLUMNS} for r in await repo.rows_between(date_from, date_to, scope)]
+        if fmt == "json":
+            return Response(
+                content=_json(rows),
+                media_type="application/json",
+                headers={"Content-Disposition": 'attachment; filename="ido-registraties.json"'},
+            )
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=FORM_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        return Response(
+            content=out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="ido-registraties.csv"'},
+        )
+
+    return router
+
+
+def _scope(caller: Principal, library: str | None) -> dict[str, str]:
+    if caller.role == "library":
+        return {"library": caller.organisation}
+    if caller.role in ("kb", "agency"):
+        return {"library": library} if library else {}
+    raise Problem(403, "Not for this credential")
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, ensure_ascii=False)

@@ -1,0 +1,76 @@
+"""Reporting through its API: a library's own figures, the KB's suppressed aggregates, an
+agency's domain, the registration-form export and the rollout."""
+
+import csv
+import io
+import uuid
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import credential, url
+from tests.kafkatools import eventually
+
+pytestmark = pytest.mark.infra
+REPORTING = url("reporting", 8005)
+FORM = (
+    "help_request_id,question,date,library,location,channel,category,theme,subtheme,help_given,outcome,"
+    "referred_to,duration_minutes"
+)
+
+
+async def test_figures_for_the_library_the_kb_and_an_agency(system, intake):
+    library = {"Authorization": f"Bearer {credential('--library', 'nieuwe-veste-breda')}"}
+    kb = {"Authorization": f"Bearer {credential('--kb')}"}
+    belastingdienst = {"Authorization": f"Bearer {credential('--agency', 'belastingdienst')}"}
+    subtheme = "kindgebonden-budget"
+    visit = {
+        "channel": "email",
+        "questions": [{"category": "digital_government", "theme": "toeslagen", "subtheme": subtheme}],
+        "duration_minutes": 15,
+    }
+    request_id = (await intake.post("/v1/help-requests", json=visit, headers=library)).json()["id"]
+    async with httpx.AsyncClient(base_url=REPORTING, timeout=10) as reporting:
+
+        async def exported():
+            answer = await reporting.get("/v1/exports/questions.csv", headers=library)
+            rows = list(csv.DictReader(io.StringIO(answer.text)))
+            mine = [r for r in rows if r["help_request_id"] == request_id]
+            return (answer, mine) if mine and mine[0]["outcome"] else None
+
+        answer, [row] = await eventually(exported)
+        assert answer.text.splitlines()[0] == FORM, "columns as on the registration form"
+        assert (row["theme"], row["subtheme"], row["channel"], row["outcome"]) == (
+            "toeslagen",
+            subtheme,
+            "email",
+            "informed",
+        )
+
+        own = (await reporting.get("/v1/monitor/questions", params={"by": "subtheme"}, headers=library)).json()
+        assert isinstance(own["counts"][subtheme], int) and own["threshold"] is None
+        # The KB, for this one library: few questions of this subtheme, so suppressed.
+        seen_by_kb = await reporting.get(
+            "/v1/monitor/questions", params={"by": "subtheme", "library": "nieuwe-veste-breda"}, headers=kb
+        )
+        counts = seen_by_kb.json()["counts"]
+        assert counts[subtheme] == "<5" or counts[subtheme] >= 5
+        assert all(v == "<5" or v == 0 or v >= 5 for v in counts.values()), "no cell below the threshold is shown"
+        domain = (await reporting.get("/v1/monitor/questions", params={"by": "theme"}, headers=belastingdienst)).json()
+        assert set(domain["counts"]) <= {"toeslagen", "belastingen"}
+
+        other = await reporting.get("/v1/exports/questions.json", headers=belastingdienst)
+        assert other.status_code == 403
+
+        code = f"loc-{uuid.uuid4().hex[:6]}"
+        place = {"name": "IDO Breda Noord", "postcode": "4811 AA", "city": "Breda"}
+        assert (await intake.put(f"/v1/locations/{code}", json=place, headers=library)).status_code == 200
+
+        async def rollout():
+            body = (await reporting.get("/v1/monitor/rollout", headers=kb)).json()
+            return body if body["pilot_locations"] >= 1 else None
+
+        body = await eventually(rollout)
+        goals = {y["year"]: y["goal"] for y in body["years"]}
+        assert {2019: 29, 2020: 73, 2021: 439, 2022: 664}.items() <= goals.items()
+        assert body["years"][-1]["open"] >= body["pilot_locations"] >= 1
