@@ -38,6 +38,10 @@ FORM_COLUMNS = [
     "duration_minutes",
 ]
 Month = Annotated[str | None, Query(pattern=r"^[0-9]{4}-[0-9]{2}$")]
+DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+From = Annotated[str | None, Query(alias="from", pattern=DAY)]
+To = Annotated[str | None, Query(alias="to", pattern=DAY)]
+Library = Annotated[str | None, Query(max_length=64)]
 
 
 def build_router(*, authenticated, repo: MongoReportingRepository, threshold: int) -> APIRouter:
@@ -102,13 +106,30 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
             "other_locations": len(locations) - pilots,
         }
 
-    @router.get("/exports/questions.{fmt}", tags=["exports"])
+    @router.get("/exports/questions.csv", tags=["exports"], summary="Registration-form export as CSV")
+    async def export_csv(
+        caller: Caller,
+        date_from: From = None,
+        date_to: To = None,
+        library: Library = None,
+    ) -> Response:
+        return await export("csv", caller, date_from, date_to, library)
+
+    @router.get("/exports/questions.json", tags=["exports"], summary="Registration-form export as JSON")
+    async def export_json(
+        caller: Caller,
+        date_from: From = None,
+        date_to: To = None,
+        library: Library = None,
+    ) -> Response:
+        return await export("json", caller, date_from, date_to, library)
+
     async def export(
         fmt: Literal["csv", "json"],
-        caller: Caller,
-        date_from: Annotated[str | None, Query(alias="from", pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")] = None,
-        date_to: Annotated[str | None, Query(alias="to", pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")] = None,
-        library: Annotated[str | None, Query(max_length=64)] = None,
+        caller: Principal,
+        date_from: str | None,
+        date_to: str | None,
+        library: str | None,
     ) -> Response:
         """One row per question, columns as on the KB's registration form (no personal data)."""
         if caller.role not in ("library", "kb"):

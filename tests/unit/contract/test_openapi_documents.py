@@ -13,7 +13,7 @@ from services.routing.bootstrap import build_app as routing
 from services.subsidy.bootstrap import build_app as subsidy
 
 SERVICES = {"intake": intake, "routing": routing, "courses": courses, "subsidy": subsidy, "reporting": reporting}
-SEGMENT = re.compile(r"^([a-z0-9]+(-[a-z0-9]+)*|\{[a-z_]+\})(\.json)?$")
+SEGMENT = re.compile(r"^([a-z0-9]+(-[a-z0-9]+)*|\{[a-z_]+\})(\.json|\.csv)?$")
 
 
 @pytest.fixture(scope="module", params=list(SERVICES))
