@@ -14,6 +14,17 @@ from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, service_settings
 
 API_VERSION = "0.2.0"
+COURSE_EVENTS = (
+    "CourseRunScheduled",
+    "CourseRunCancelled",
+    "ParticipantEnrolled",
+    "ParticipantWaitlisted",
+    "SeatOffered",
+    "SeatOfferExpired",
+    "EnrolmentCancelled",
+    "CourseCompleted",
+)
+SUBSIDY_EVENTS = ("SubsidyApplied", "SubsidyGranted", "SubsidyRejected", "SubsidyPaid", "SubsidyRenewed")
 
 
 class ReportingSettings(ServiceSettings):
@@ -38,6 +49,11 @@ def build_app(settings: ReportingSettings | None = None) -> FastAPI:
                 "ReferralOverdue": partial(handlers.on_overdue, repo=repo),
             },
             catalog.LIBRARIES: {"IdoLocationRegistered": partial(handlers.on_location_registered, repo=repo)},
+            catalog.COURSES: {
+                **{name: partial(handlers.on_course_event, repo=repo) for name in COURSE_EVENTS},
+                "LibraryReadinessChanged": partial(handlers.on_readiness, repo=repo),
+            },
+            catalog.SUBSIDY: {name: partial(handlers.on_subsidy_event, repo=repo) for name in SUBSIDY_EVENTS},
             **{
                 catalog.referral_topic(a): {"ReferredToAgency": partial(handlers.on_referred, repo=repo)}
                 for a in reference.AGENCIES

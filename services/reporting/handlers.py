@@ -44,3 +44,56 @@ async def on_location_registered(
     event: CloudEvent, data: catalog.IdoLocationRegistered, *, repo: MongoReportingRepository
 ) -> None:
     await repo.put_location(data.location_id, data.library, data.registered_at)
+
+
+async def on_course_event(event: CloudEvent, data: catalog.EventData, *, repo: MongoReportingRepository) -> None:
+    """Course runs: capacity, enrolled, waitlisted and completed per run, kept per run document."""
+    run_id, library = data.run_id, data.library  # type: ignore[attr-defined]
+    if isinstance(data, catalog.CourseRunScheduled):
+        await repo.put_run(
+            run_id,
+            {
+                "library": library,
+                "course_type": data.course_type,
+                "capacity": data.capacity,
+                "first_session_at": data.first_session_at,
+                "status": "scheduled",
+            },
+        )
+    elif isinstance(data, catalog.CourseRunCancelled):
+        await repo.put_run(run_id, {"status": "cancelled"})
+    else:
+        # The latest state per enrolment: counts are derived from these, so repeats change nothing.
+        state = {
+            "ParticipantEnrolled": "enrolled",
+            "ParticipantWaitlisted": "waitlisted",
+            "SeatOffered": "offered",
+            "SeatOfferExpired": "offer_expired",
+            "EnrolmentCancelled": "cancelled",
+            "CourseCompleted": "completed",
+        }.get(event.name)
+        if state:
+            await repo.put_run(run_id, {f"enrolments.{data.enrolment_id.replace('.', '_')}": state})  # type: ignore[attr-defined]
+
+
+async def on_readiness(
+    event: CloudEvent, data: catalog.LibraryReadinessChanged, *, repo: MongoReportingRepository
+) -> None:
+    await repo.put_readiness(data.library, data.trained_staff)
+
+
+async def on_subsidy_event(event: CloudEvent, data: catalog.EventData, *, repo: MongoReportingRepository) -> None:
+    """Per application: granted and paid amounts (paid per tranche, so a repeat pays nothing twice)."""
+    application_id, scheme = data.application_id, data.scheme  # type: ignore[attr-defined]
+    fields: dict = {"scheme": scheme, "library": data.library}  # type: ignore[attr-defined]
+    if isinstance(data, catalog.SubsidyGranted):
+        fields |= {"granted_cents": data.granted_cents, "status": "granted"}
+    elif isinstance(data, catalog.SubsidyRejected):
+        fields |= {"status": "rejected"}
+    elif isinstance(data, catalog.SubsidyApplied):
+        fields |= {"requested_cents": data.requested_cents}
+    elif isinstance(data, catalog.SubsidyPaid):
+        fields |= {f"paid.{data.tranche}": data.amount_cents}
+    elif isinstance(data, catalog.SubsidyRenewed):
+        fields |= {"extension_cents": data.amount_cents}
+    await repo.put_subsidy(application_id, fields)

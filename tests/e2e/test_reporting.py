@@ -74,3 +74,65 @@ async def test_figures_for_the_library_the_kb_and_an_agency(system, intake):
         goals = {y["year"]: y["goal"] for y in body["years"]}
         assert {2019: 29, 2020: 73, 2021: 439, 2022: 664}.items() <= goals.items()
         assert body["years"][-1]["open"] >= body["pilot_locations"] >= 1
+
+
+async def test_course_fill_and_subsidy_money_reach_the_monitor(system, intake):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.e2e.test_courses import COURSES, register_location, sessions
+    from tests.e2e.test_subsidy import SUBSIDY
+
+    library = {"Authorization": f"Bearer {credential('--library', 'kennemerwaard')}"}
+    kb = {"Authorization": f"Bearer {credential('--kb')}"}
+    async with (
+        httpx.AsyncClient(base_url=COURSES, timeout=10) as courses,
+        httpx.AsyncClient(base_url=SUBSIDY, timeout=10) as subsidy,
+        httpx.AsyncClient(base_url=REPORTING, timeout=10) as reporting,
+    ):
+        await register_location(intake, library, "alkmaar", "1811 AA", courses)
+        run = {
+            "course_type": "klik-en-tik-veilig-online",
+            "location": "alkmaar",
+            "sessions": sessions(9, 1),
+            "capacity": 1,
+        }
+        run_id = (await courses.post("/v1/course-runs", json=run, headers=library)).json()["id"]
+        for i in range(2):
+            person = {"name": f"K{i}", "contact": {"phone": f"06111111{i:02d}"}, "consent": True}
+            await courses.post(f"/v1/course-runs/{run_id}/enrolments", json=person, headers=library)
+
+        code, now = f"monitor-{uuid.uuid4().hex[:6]}", datetime.now(UTC)
+        scheme = {
+            "name": "Monitor",
+            "opens": (now - timedelta(days=1)).isoformat(),
+            "closes": (now + timedelta(days=9)).isoformat(),
+            "rates": {str(now.year): "0.10"},
+            "budget_ceiling_cents": 10**8,
+        }
+        await subsidy.put(f"/v1/schemes/{code}", json=scheme, headers=kb)
+        body = {
+            "scheme": code,
+            "inhabitants": 50_000,
+            "ido_opening_date": now.date().isoformat(),
+            "planned_course_offers": 1,
+            "contact_person": {"name": "K", "email": "k@bieb.nl"},
+        }
+        application_id = (await subsidy.post("/v1/applications", json=body, headers=library)).json()["id"]
+        await subsidy.post(
+            f"/v1/applications/{application_id}/decision", json={"decision": "grant", "reason": "voldoet"}, headers=kb
+        )
+
+        async def course_figures():
+            mine = (await reporting.get("/v1/monitor/courses", headers=library)).json()
+            figures = mine.get("klik-en-tik-veilig-online", {})
+            return figures if figures.get("waitlisted") else None
+
+        figures = await eventually(course_figures)
+        assert figures["enrolled"] >= 1 and figures["fill_rate"] is not None
+
+        async def money():
+            return (await reporting.get("/v1/monitor/subsidy", headers=kb)).json().get(code)
+
+        scheme_figures = await eventually(money)
+        assert scheme_figures["granted_cents"] == 500000 and scheme_figures["requested_cents"] == 500000
+        assert (await reporting.get("/v1/monitor/subsidy", headers=library)).status_code == 403

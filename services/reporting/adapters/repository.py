@@ -9,12 +9,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.reporting.domain.projections import Increment
 
 ROWS, COUNTERS, REFERRALS, LOCATIONS = "question_rows", "counters", "referrals", "locations"
+RUNS, READINESS, SUBSIDIES = "course_runs", "readiness", "subsidies"
 
 
 class MongoReportingRepository:
     def __init__(self, db: AsyncDatabase) -> None:
         self.rows, self.counters = db[ROWS], db[COUNTERS]
         self.referrals, self.locations = db[REFERRALS], db[LOCATIONS]
+        self.runs, self.readiness, self.subsidies = db[RUNS], db[READINESS], db[SUBSIDIES]
 
     async def put_rows(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:  # $set by _id: writing a row again changes nothing
@@ -58,3 +60,21 @@ class MongoReportingRepository:
 
     async def all_locations(self) -> list[dict[str, Any]]:
         return [d async for d in self.locations.find({})]
+
+    async def put_run(self, run_id: str, fields: dict[str, Any]) -> None:
+        await self.runs.update_one({"_id": run_id}, {"$set": fields}, upsert=True)
+
+    async def all_runs(self) -> list[dict[str, Any]]:
+        return [d async for d in self.runs.find({})]
+
+    async def put_readiness(self, library: str, trained: dict[str, int]) -> None:
+        await self.readiness.update_one({"_id": library}, {"$set": {"trained": trained}}, upsert=True)
+
+    async def all_readiness(self) -> list[dict[str, Any]]:
+        return [d async for d in self.readiness.find({})]
+
+    async def put_subsidy(self, application_id: str, fields: dict[str, Any]) -> None:
+        await self.subsidies.update_one({"_id": application_id}, {"$set": fields}, upsert=True)
+
+    async def all_subsidies(self) -> list[dict[str, Any]]:
+        return [d async for d in self.subsidies.find({})]

@@ -92,6 +92,55 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
             for agency, mix in sorted(per_agency.items())
         }
 
+    @router.get("/monitor/courses", tags=["monitor"])
+    async def courses(caller: Caller) -> dict[str, Any]:
+        """Per course type: runs, seats, enrolled, waitlisted, completed and the fill rate."""
+        own = caller.role == "library"
+        if caller.role not in ("library", "kb"):
+            raise Problem(403, "Course figures are for libraries (their own) and KB staff")
+        per_type: dict[str, Counter[str]] = {}
+        for run in await repo.all_runs():
+            if "course_type" not in run or (own and run.get("library") != caller.organisation):
+                continue
+            figures = per_type.setdefault(run["course_type"], Counter())
+            figures["runs"] += 1
+            figures["seats"] += run["capacity"] if run.get("status") == "scheduled" else 0
+            states = Counter(run.get("enrolments", {}).values())
+            figures["enrolled"] += states["enrolled"] + states["completed"]
+            figures["waitlisted"] += states["waitlisted"]
+            figures["completed"] += states["completed"]
+        return {
+            course: {
+                **{k: v if own or k in ("runs", "seats") else suppress(v, threshold) for k, v in sorted(f.items())},
+                "fill_rate": round(f["enrolled"] / f["seats"], 2) if f["seats"] else None,
+            }
+            for course, f in sorted(per_type.items())
+        }
+
+    @router.get("/monitor/readiness", tags=["monitor"])
+    async def readiness(caller: Caller) -> dict[str, dict[str, int]]:
+        """Per library: how many staff completed each training (a library sees its own)."""
+        docs = await repo.all_readiness()
+        if caller.role == "library":
+            docs = [d for d in docs if d["_id"] == caller.organisation]
+        elif caller.role != "kb":
+            raise Problem(403, "Readiness is for libraries (their own) and KB staff")
+        return {d["_id"]: d["trained"] for d in sorted(docs, key=lambda d: d["_id"])}
+
+    @router.get("/monitor/subsidy", tags=["monitor"])
+    async def subsidy(caller: Caller) -> dict[str, dict[str, int]]:
+        """Per scheme: requested, granted and paid (euro cents) and the applications (KB staff)."""
+        if caller.role != "kb":
+            raise Problem(403, "Subsidy figures are for KB staff")
+        per_scheme: dict[str, Counter[str]] = {}
+        for doc in await repo.all_subsidies():
+            figures = per_scheme.setdefault(doc["scheme"], Counter())
+            figures["applications"] += 1
+            figures["requested_cents"] += doc.get("requested_cents", 0)
+            figures["granted_cents"] += doc.get("granted_cents", 0) + doc.get("extension_cents", 0)
+            figures["paid_cents"] += sum(doc.get("paid", {}).values())
+        return {scheme: dict(sorted(f.items())) for scheme, f in sorted(per_scheme.items())}
+
     @router.get("/monitor/rollout", tags=["monitor"])
     async def rollout(caller: Caller) -> dict[str, Any]:
         """IDO locations open at the end of each year against the national-coverage goal, and the
