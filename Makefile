@@ -33,7 +33,7 @@ up: infra
 	@echo "  routing    http://127.0.0.1:$${ROUTING_PORT:-8002}"
 	@echo "  courses    http://127.0.0.1:$${COURSES_PORT:-8003}"
 	@echo "  subsidy    http://127.0.0.1:$${SUBSIDY_PORT:-8004}"
-	@echo "  reporting  http://127.0.0.1:$${REPORTING_PORT:-8005}"
+	@echo "  reporting  http://127.0.0.1:$${REPORTING_PORT:-8005}  (dashboard: /dashboard#token=\$$(.venv/bin/ido keys create --kb))"
 	@echo "  kafka      127.0.0.1:$${KAFKA_PORT:-9092}   mongodb://127.0.0.1:$${FERRETDB_PORT:-27017} (FerretDB)"
 	@echo "  logs       .local/logs/   credential: $(BIN)/ido keys create --library rivierenland"
 

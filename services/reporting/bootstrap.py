@@ -61,6 +61,7 @@ def build_app(settings: ReportingSettings | None = None) -> FastAPI:
         }
     )
     app = runtime.http_app(title="IDO reporting API", api_version=API_VERSION)
+    app.include_router(http.dashboard_router())
     app.include_router(
         http.build_router(authenticated=runtime.authenticated, repo=repo, threshold=settings.suppression_threshold)
     )

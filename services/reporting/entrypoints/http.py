@@ -9,10 +9,11 @@ import csv
 import io
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
 from services.reporting.adapters.repository import MongoReportingRepository
 from services.reporting.domain.projections import COVERAGE_GOAL, agency_themes, suppress
@@ -214,3 +215,18 @@ def _scope(caller: Principal, library: str | None) -> dict[str, str]:
 
 def _json(rows: list[dict[str, Any]]) -> str:
     return json.dumps(rows, ensure_ascii=False)
+
+
+DASHBOARD = (Path(__file__).parent / "static" / "dashboard.html").read_text(encoding="utf-8")
+
+
+def dashboard_router() -> APIRouter:
+    """The dashboard page (in Dutch, for KB staff). It holds no data: it reads the monitor API
+    with the credential given to it, so it needs no authentication of its own."""
+    router = APIRouter()
+
+    @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard() -> HTMLResponse:
+        return HTMLResponse(DASHBOARD)
+
+    return router
