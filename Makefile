@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 LOCAL  := deploy/local
 
-.PHONY: up down test unit lint status logs install infra bench clean
+.PHONY: up down test unit lint status logs install infra bench clean demo
 .DEFAULT_GOAL := up
 
 $(BIN)/python:
@@ -60,6 +60,9 @@ lint: install
 
 bench: up
 	$(BIN)/python bench/intake_throughput.py
+
+demo: up
+	$(BIN)/python deploy/demo.py
 
 logs:
 	tail -n 50 -f .local/logs/*.log
