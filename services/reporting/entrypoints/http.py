@@ -8,6 +8,7 @@ is shown as "<5", so no visitor can be singled out."""
 import csv
 import io
 import json
+import statistics
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -82,14 +83,22 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
             raise Problem(403, "Referral outcomes are for agencies and KB staff")
         docs = await repo.referrals_of(caller.organisation if caller.role == "agency" else None)
         per_agency: dict[str, Counter[str]] = {}
+        waits: dict[str, list[float]] = {}
         for doc in docs:
             statuses = sorted(k for k in doc if k.startswith("status_"))
             latest = doc[statuses[-1]] if statuses else "sent"
-            mix = per_agency.setdefault(doc.get("agency", "?"), Counter())
+            agency = doc.get("agency", "?")
+            mix = per_agency.setdefault(agency, Counter())
             mix[latest] += 1
             mix["overdue"] += 1 if doc.get("overdue") else 0
+            if doc.get("accepted_at") and doc.get("sent_at"):
+                waits.setdefault(agency, []).append((doc["accepted_at"] - doc["sent_at"]).total_seconds() / 3600)
         return {
-            agency: {status: suppress(n, threshold) for status, n in sorted(mix.items())}
+            agency: {
+                "statuses": {s: suppress(n, threshold) for s, n in sorted(mix.items()) if s != "overdue"},
+                "overdue_share": round(mix["overdue"] / sum(n for s, n in mix.items() if s != "overdue"), 2),
+                "median_hours_to_accept": round(statistics.median(waits[agency]), 1) if agency in waits else None,
+            }
             for agency, mix in sorted(per_agency.items())
         }
 
