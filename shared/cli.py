@@ -6,6 +6,7 @@ ido keys list                        issued credentials, without secrets
 ido keys rotate                      sign new credentials with a new key
 ido topics apply                     create missing topics (idempotent)
 ido privacy erase --help-request ID  erase a visit's contact details and notes now
+ido reporting rebuild                rebuild reporting's read models, with progress
 ido schemas export DIR               write the event JSON Schemas
 ido asyncapi                         print the AsyncAPI document
 """
@@ -15,6 +16,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -113,6 +115,31 @@ def _privacy_erase(args: argparse.Namespace, settings: InfraSettings) -> int:
     return 0
 
 
+def _reporting_rebuild(args: argparse.Namespace, settings: InfraSettings) -> int:
+    """Start a rebuild of reporting's read models and show its progress until it is done."""
+    store = KeyStore(settings.credential_keys_dir)
+    _, token = asyncio.run(credentials.create(settings.kafka_bootstrap_servers, _events(settings), store, "kb", "kb"))
+    with httpx.Client(base_url=args.reporting_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+        started = http.post("/v1/admin/rebuild")
+        if started.status_code != 202:
+            print(f"ido: rebuild not started: {started.status_code} {started.text}", file=sys.stderr)
+            return 1
+        while (status := http.get("/v1/admin/rebuild").json())["state"] == "running":
+            done, total = status["processed"], max(status["total"], 1)
+            filled = int(30 * done / total)
+            print(
+                f"\r  rebuilding [{'#' * filled}{'.' * (30 - filled)}] {done}/{status['total']} events",
+                end="",
+                file=sys.stderr,
+            )
+            time.sleep(0.5)
+    print(
+        f"\nido: rebuild {status['state']}: {status['processed']} events; active read models: {status['active']}",
+        file=sys.stderr,
+    )
+    return 0 if status["state"] == "done" else 1
+
+
 def _asyncapi(_: argparse.Namespace, __: InfraSettings) -> int:
     print(json.dumps(asyncapi.document(), indent=2, sort_keys=True))
     return 0
@@ -148,6 +175,10 @@ def parser() -> argparse.ArgumentParser:
     erase.add_argument("--help-request", required=True, metavar="ID")
     erase.add_argument("--intake-url", default=os.environ.get("INTAKE_URL", "http://127.0.0.1:8001"))
     erase.set_defaults(run=_privacy_erase)
+    reporting = sub.add_parser("reporting", help="reporting's read models").add_subparsers(dest="action", required=True)
+    rebuild = reporting.add_parser("rebuild", help="rebuild the read models from the start of every topic")
+    rebuild.add_argument("--reporting-url", default=os.environ.get("REPORTING_URL", "http://127.0.0.1:8005"))
+    rebuild.set_defaults(run=_reporting_rebuild)
     sub.add_parser("asyncapi", help="print the AsyncAPI document of all topics").set_defaults(run=_asyncapi)
     return p
 

@@ -136,3 +136,25 @@ async def test_course_fill_and_subsidy_money_reach_the_monitor(system, intake):
         scheme_figures = await eventually(money)
         assert scheme_figures["granted_cents"] == 500000 and scheme_figures["requested_cents"] == 500000
         assert (await reporting.get("/v1/monitor/subsidy", headers=library)).status_code == 403
+
+
+async def test_a_rebuild_from_the_start_of_every_topic_equals_the_incremental_read_models(system):
+    import subprocess
+
+    from tests.e2e.conftest import IDO
+
+    kb = {"Authorization": f"Bearer {credential('--kb')}"}
+    views = [("/v1/monitor/questions", {"by": by}) for by in ("theme", "channel", "library", "month")]
+    views += [("/v1/monitor/rollout", {}), ("/v1/monitor/subsidy", {})]
+    async with httpx.AsyncClient(base_url=REPORTING, timeout=30) as reporting:
+        before = [(await reporting.get(path, params=params, headers=kb)).json() for path, params in views]
+        active_before = (await reporting.get("/v1/admin/rebuild", headers=kb)).json()["active"]
+
+        result = subprocess.run([str(IDO), "reporting", "rebuild"], capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "rebuilding [" in result.stderr, "progress is shown"
+
+        status = (await reporting.get("/v1/admin/rebuild", headers=kb)).json()
+        assert status["state"] == "done" and status["active"] != active_before and status["processed"] > 0
+        after = [(await reporting.get(path, params=params, headers=kb)).json() for path, params in views]
+    assert after == before

@@ -17,6 +17,7 @@ class MongoReportingRepository:
         self.rows, self.counters = db[ROWS], db[COUNTERS]
         self.referrals, self.locations = db[REFERRALS], db[LOCATIONS]
         self.runs, self.readiness, self.subsidies = db[RUNS], db[READINESS], db[SUBSIDIES]
+        self.applied = db["applied_events"]  # which events this version of the read models holds
 
     async def put_rows(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:  # $set by _id: writing a row again changes nothing

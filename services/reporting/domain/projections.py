@@ -63,6 +63,7 @@ def help_request_increments(data) -> list[Increment]:
                 (
                     ("month", m),
                     ("library", data.library),
+                    ("channel", data.channel),
                     ("category", q.category),
                     ("theme", q.theme),
                     ("subtheme", q.subtheme or ""),

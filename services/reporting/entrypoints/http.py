@@ -68,7 +68,7 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
         ]
         totals: Counter[str] = Counter()
         for r in rows:
-            totals[r[by]] += r["count"]
+            totals[r.get(by, "?")] += r["count"]
         own = caller.role == "library"
         return {
             "by": by,
@@ -237,5 +237,30 @@ def dashboard_router() -> APIRouter:
     @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
     async def dashboard() -> HTMLResponse:
         return HTMLResponse(DASHBOARD)
+
+    return router
+
+
+def admin_router(*, authenticated, rebuild) -> APIRouter:
+    """Rebuilding the read models (KB staff); `ido reporting rebuild` drives it with a progress bar."""
+    router = APIRouter(prefix="/v1/admin")
+    Caller = Annotated[Principal, Depends(authenticated)]
+
+    @router.post("/rebuild", status_code=202, tags=["admin"])
+    async def start_rebuild(caller: Caller) -> dict[str, Any]:
+        """Rebuild every read model from the start of every topic into a fresh version, which
+        replaces the active one when complete."""
+        if caller.role != "kb":
+            raise Problem(403, "Only KB staff rebuild the read models")
+        if not rebuild.start():
+            raise Problem(409, "A rebuild is already running")
+        return rebuild.status()
+
+    @router.get("/rebuild", tags=["admin"])
+    async def rebuild_status(caller: Caller) -> dict[str, Any]:
+        """Progress of the last rebuild: state, events processed of the total, versions."""
+        if caller.role != "kb":
+            raise Problem(403, "Only KB staff rebuild the read models")
+        return rebuild.status()
 
     return router

@@ -36,7 +36,7 @@ def test_one_visit_counter_and_one_question_counter_per_question():
     assert [i.measure for i in increments] == ["visits", "questions", "questions"]
     assert (
         increments[1].key
-        == "questions|month=2026-11|library=zeeland|category=digital_government|theme=digid|subtheme=app"
+        == "questions|month=2026-11|library=zeeland|channel=phone|category=digital_government|theme=digid|subtheme=app"
     )
     assert len({i.key for i in increments}) == 3
 
