@@ -1,7 +1,7 @@
 """Reporting's projections: one function per event type, each idempotent or counted once."""
 
 from services.reporting.adapters.repository import MongoReportingRepository
-from services.reporting.domain.projections import help_request_increments, question_rows
+from services.reporting.domain.projections import help_request_increments, question_rows, routing_increments
 from shared.events import catalog
 from shared.events.envelope import CloudEvent
 
@@ -14,6 +14,7 @@ async def on_help_requested(event: CloudEvent, data: catalog.HelpRequested, *, r
 async def on_help_request_routed(
     event: CloudEvent, data: catalog.HelpRequestRouted, *, repo: MongoReportingRepository
 ) -> None:
+    await repo.add(routing_increments(data, event.time))
     for d in data.decisions:
         await repo.set_row_fields(
             f"{data.help_request_id}:{d.question_index}", {"outcome": d.outcome, "referred_to": d.organisation or ""}

@@ -63,6 +63,7 @@ def help_request_increments(data) -> list[Increment]:
                 (
                     ("month", m),
                     ("library", data.library),
+                    ("location", data.location or ""),
                     ("channel", data.channel),
                     ("category", q.category),
                     ("theme", q.theme),
@@ -70,7 +71,27 @@ def help_request_increments(data) -> list[Increment]:
                 ),
             )
         )
+    increments += [
+        Increment("help_given", (("month", m), ("library", data.library), ("help", help_given)))
+        for help_given in data.help_given
+    ]
     return increments
+
+
+def routing_increments(data, at: datetime) -> list[Increment]:
+    """Per question routed: where it went (the receiving organisation, or none) and how."""
+    return [
+        Increment(
+            "outcomes",
+            (
+                ("month", month(at)),
+                ("library", data.library),
+                ("organisation", d.organisation or ""),
+                ("outcome", d.outcome),
+            ),
+        )
+        for d in data.decisions
+    ]
 
 
 def agency_themes(agency: str) -> set[str]:

@@ -22,7 +22,7 @@ from shared import reference
 from shared.auth import Principal
 from shared.http import Problem
 
-Dimension = Literal["month", "library", "category", "theme", "subtheme", "channel"]
+Dimension = Literal["month", "library", "location", "category", "theme", "subtheme", "channel"]
 # The KB's registration form, one row per question.
 FORM_COLUMNS = [
     "help_request_id",
@@ -66,15 +66,26 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
         rows = [
             r for r in rows if (not month_from or r["month"] >= month_from) and (not month_to or r["month"] <= month_to)
         ]
-        totals: Counter[str] = Counter()
-        for r in rows:
-            totals[r.get(by, "?")] += r["count"]
-        own = caller.role == "library"
-        return {
-            "by": by,
-            "threshold": None if own else threshold,
-            "counts": {k: v if own else suppress(v, threshold) for k, v in sorted(totals.items())},
-        }
+        return _totals(rows, by, own=caller.role == "library", threshold=threshold)
+
+    @router.get("/monitor/outcomes", tags=["monitor"])
+    async def outcomes(
+        caller: Caller,
+        by: Literal["organisation", "outcome", "month", "library"] = "organisation",
+        library: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> dict[str, Any]:
+        """How questions were answered: per receiving organisation or per outcome (helped at the
+        desk, course advised, informed, referred)."""
+        rows = await repo.counts("outcomes", **_scope(caller, library))
+        if caller.role == "agency":
+            rows = [r for r in rows if r["organisation"] == caller.organisation]
+        return _totals(rows, by, own=caller.role == "library", threshold=threshold)
+
+    @router.get("/monitor/help-given", tags=["monitor"])
+    async def help_given(caller: Caller, library: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+        """How visitors were helped: informed, coached, helped at the desk, course advised."""
+        rows = await repo.counts("help_given", **_scope(caller, library))
+        return _totals(rows, "help", own=caller.role == "library", threshold=threshold)
 
     @router.get("/monitor/referrals", tags=["monitor"])
     async def referrals(caller: Caller) -> dict[str, Any]:
@@ -212,6 +223,17 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
         )
 
     return router
+
+
+def _totals(rows: list[dict[str, Any]], by: str, *, own: bool, threshold: int) -> dict[str, Any]:
+    totals: Counter[str] = Counter()
+    for r in rows:
+        totals[r.get(by, "?") or "(geen)"] += r["count"]
+    return {
+        "by": by,
+        "threshold": None if own else threshold,
+        "counts": {k: v if own else suppress(v, threshold) for k, v in sorted(totals.items())},
+    }
 
 
 def _scope(caller: Principal, library: str | None) -> dict[str, str]:

@@ -33,12 +33,10 @@ def test_one_row_per_question_with_the_forms_columns():
 
 def test_one_visit_counter_and_one_question_counter_per_question():
     increments = help_request_increments(VISIT)
-    assert [i.measure for i in increments] == ["visits", "questions", "questions"]
-    assert (
-        increments[1].key
-        == "questions|month=2026-11|library=zeeland|channel=phone|category=digital_government|theme=digid|subtheme=app"
-    )
-    assert len({i.key for i in increments}) == 3
+    assert [i.measure for i in increments] == ["visits", "questions", "questions", "help_given", "help_given"]
+    expected = "questions|month=2026-11|library=zeeland|location=middelburg|channel=phone"
+    assert increments[1].key == expected + "|category=digital_government|theme=digid|subtheme=app"
+    assert len({i.key for i in increments}) == 5
 
 
 def test_small_counts_are_suppressed_but_zero_and_larger_counts_are_shown():
