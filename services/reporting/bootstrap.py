@@ -26,7 +26,14 @@ COURSE_EVENTS = (
     "EnrolmentCancelled",
     "CourseCompleted",
 )
-SUBSIDY_EVENTS = ("SubsidyApplied", "SubsidyGranted", "SubsidyRejected", "SubsidyPaid", "SubsidyRenewed")
+SUBSIDY_EVENTS = (
+    "SubsidyApplied",
+    "SubsidyGranted",
+    "SubsidyRejected",
+    "SubsidyPaid",
+    "SubsidyRenewed",
+    "SubsidySchemePublished",
+)
 
 
 class ReportingSettings(ServiceSettings):

@@ -85,6 +85,9 @@ async def on_readiness(
 
 async def on_subsidy_event(event: CloudEvent, data: catalog.EventData, *, repo: MongoReportingRepository) -> None:
     """Per application: granted and paid amounts (paid per tranche, so a repeat pays nothing twice)."""
+    if isinstance(data, catalog.SubsidySchemePublished):
+        await repo.put_scheme(data.scheme, {"name": data.name, "budget_ceiling_cents": data.budget_ceiling_cents})
+        return
     application_id, scheme = data.application_id, data.scheme  # type: ignore[attr-defined]
     fields: dict = {"scheme": scheme, "library": data.library}  # type: ignore[attr-defined]
     if isinstance(data, catalog.SubsidyGranted):

@@ -7,7 +7,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from services.subsidy import handlers
-from services.subsidy.adapters.repository import APPLICATIONS, MongoSubsidyRepository
+from services.subsidy.adapters.repository import APPLICATIONS, SCHEMES, MongoSubsidyRepository
 from services.subsidy.entrypoints import http
 from shared.events import catalog
 from shared.runtime import ServiceRuntime
@@ -29,7 +29,7 @@ def utc_now() -> datetime:
 
 def build_app(settings: SubsidySettings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     settings = settings or SubsidySettings()
-    runtime = ServiceRuntime(settings, outbox_collections=[APPLICATIONS])
+    runtime = ServiceRuntime(settings, outbox_collections=[APPLICATIONS, SCHEMES])
     # Conditions for the final tranche are read from the other services' events.
     repo = MongoSubsidyRepository(runtime.db, runtime.relay)
     runtime.consumer.subscribe_many(

@@ -352,6 +352,20 @@ class SubsidyRejected(_SubsidyFact):
     decided_at: datetime
 
 
+class SubsidySchemePublished(EventData):
+    event_name: ClassVar[str] = "SubsidySchemePublished"
+    producer: ClassVar[str] = "subsidy"
+    topic_template: ClassVar[str] = SUBSIDY
+    subject_field: ClassVar[str] = "scheme"
+    summary: ClassVar[str] = "KB staff created or changed a scheme: its window and budget ceiling."
+
+    scheme: str
+    name: str
+    opens: datetime
+    closes: datetime
+    budget_ceiling_cents: int = Field(gt=0)
+
+
 class SubsidyPaid(_SubsidyFact):
     event_name: ClassVar[str] = "SubsidyPaid"
     summary: ClassVar[str] = (
@@ -448,6 +462,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         SubsidyRejected,
         SubsidyPaid,
         SubsidyRenewed,
+        SubsidySchemePublished,
         CredentialIssued,
         CredentialRevoked,
     )

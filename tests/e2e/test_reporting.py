@@ -133,8 +133,13 @@ async def test_course_fill_and_subsidy_money_reach_the_monitor(system, intake):
         async def money():
             return (await reporting.get("/v1/monitor/subsidy", headers=kb)).json().get(code)
 
-        scheme_figures = await eventually(money)
+        async def money_with_ceiling():
+            figures = await money()
+            return figures if figures and "remaining_cents" in figures and figures.get("granted_cents") else None
+
+        scheme_figures = await eventually(money_with_ceiling)
         assert scheme_figures["granted_cents"] == 500000 and scheme_figures["requested_cents"] == 500000
+        assert scheme_figures["remaining_cents"] == 10**8 - 500000
         assert (await reporting.get("/v1/monitor/subsidy", headers=library)).status_code == 403
 
 

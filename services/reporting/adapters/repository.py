@@ -9,7 +9,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.reporting.domain.projections import Increment
 
 ROWS, COUNTERS, REFERRALS, LOCATIONS = "question_rows", "counters", "referrals", "locations"
-RUNS, READINESS, SUBSIDIES = "course_runs", "readiness", "subsidies"
+RUNS, READINESS, SUBSIDIES, SCHEMES = "course_runs", "readiness", "subsidies", "schemes"
 
 
 class MongoReportingRepository:
@@ -17,6 +17,7 @@ class MongoReportingRepository:
         self.rows, self.counters = db[ROWS], db[COUNTERS]
         self.referrals, self.locations = db[REFERRALS], db[LOCATIONS]
         self.runs, self.readiness, self.subsidies = db[RUNS], db[READINESS], db[SUBSIDIES]
+        self.schemes = db[SCHEMES]
         self.applied = db["applied_events"]  # which events this version of the read models holds
 
     async def put_rows(self, rows: list[dict[str, Any]]) -> None:
@@ -79,3 +80,9 @@ class MongoReportingRepository:
 
     async def all_subsidies(self) -> list[dict[str, Any]]:
         return [d async for d in self.subsidies.find({})]
+
+    async def put_scheme(self, scheme: str, fields: dict[str, Any]) -> None:
+        await self.schemes.update_one({"_id": scheme}, {"$set": fields}, upsert=True)
+
+    async def all_schemes(self) -> dict[str, dict[str, Any]]:
+        return {d["_id"]: d async for d in self.schemes.find({})}

@@ -150,7 +150,8 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
 
     @router.get("/monitor/subsidy", tags=["monitor"])
     async def subsidy(caller: Caller) -> dict[str, dict[str, int]]:
-        """Per scheme: requested, granted and paid (euro cents) and the applications (KB staff)."""
+        """Per scheme: the ceiling, requested, granted (awarded), paid and remaining (euro cents) and
+        the applications (KB staff)."""
         if caller.role != "kb":
             raise Problem(403, "Subsidy figures are for KB staff")
         per_scheme: dict[str, Counter[str]] = {}
@@ -160,6 +161,10 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
             figures["requested_cents"] += doc.get("requested_cents", 0)
             figures["granted_cents"] += doc.get("granted_cents", 0) + doc.get("extension_cents", 0)
             figures["paid_cents"] += sum(doc.get("paid", {}).values())
+        for scheme, published in (await repo.all_schemes()).items():
+            figures = per_scheme.setdefault(scheme, Counter())
+            figures["budget_ceiling_cents"] = published["budget_ceiling_cents"]
+            figures["remaining_cents"] = published["budget_ceiling_cents"] - figures["granted_cents"]
         return {scheme: dict(sorted(f.items())) for scheme, f in sorted(per_scheme.items())}
 
     @router.get("/monitor/rollout", tags=["monitor"])

@@ -15,6 +15,9 @@ SCHEMES, APPLICATIONS, BUDGETS, LOCKS = "schemes", "applications", "budgets", "b
 CONDITIONS = "conditions"
 
 
+_SCHEME_FIELDS = {"outbox": 0, "outbox_pending": 0}
+
+
 class AlreadyApplied(Exception):
     pass
 
@@ -29,17 +32,19 @@ class MongoSubsidyRepository:
         self.budgets, self.locks, self.conditions = db[BUDGETS], db[LOCKS], db[CONDITIONS]
         self.outbox = outbox
 
-    async def put_scheme(self, code: str, scheme: dict[str, Any]) -> None:
-        await self.schemes.update_one({"_id": code}, {"$set": scheme}, upsert=True)
+    async def put_scheme(self, code: str, scheme: dict[str, Any], events: list[PendingEvent] | None = None) -> None:
+        async with self.outbox.lock(SCHEMES, code):
+            await self.schemes.update_one({"_id": code}, outbox_update(events or []) | {"$set": scheme}, upsert=True)
+        self.outbox.written(SCHEMES, code)
         await self.budgets.update_one(
             {"_id": code}, {"$setOnInsert": {"reserved_cents": 0, "paid_cents": 0, "reservations": {}}}, upsert=True
         )
 
     async def scheme(self, code: str) -> dict[str, Any] | None:
-        return await self.schemes.find_one({"_id": code})
+        return await self.schemes.find_one({"_id": code}, _SCHEME_FIELDS)
 
     async def all_schemes(self) -> list[dict[str, Any]]:
-        return [d async for d in self.schemes.find({}).sort("_id", 1)]
+        return [d async for d in self.schemes.find({}, _SCHEME_FIELDS).sort("_id", 1)]
 
     async def add_application(self, application: dict[str, Any], events: list[PendingEvent]) -> None:
         try:

@@ -13,6 +13,7 @@ from services.subsidy import handlers
 from services.subsidy.adapters.repository import BudgetBusy, MongoSubsidyRepository
 from services.subsidy.domain.model import Apply, Decide, Refused, Renew, Scheme
 from shared.auth import Principal
+from shared.events.catalog import SubsidySchemePublished
 from shared.http import Problem, problem_response, require_json
 from shared.outbox import EventFactory
 
@@ -86,7 +87,14 @@ def build_router(
     async def put_scheme(code: str, scheme: Scheme, caller: Caller) -> Scheme:
         """Create or change a scheme (KB staff); decisions already taken keep their amounts."""
         kb_only(caller)
-        await repo.put_scheme(code, scheme.model_dump(mode="json"))
+        published = SubsidySchemePublished(
+            scheme=code,
+            name=scheme.name,
+            opens=scheme.opens,
+            closes=scheme.closes,
+            budget_ceiling_cents=scheme.budget_ceiling_cents,
+        )
+        await repo.put_scheme(code, scheme.model_dump(mode="json"), [events.create(published, correlation_id=code)])
         return scheme
 
     @router.get("/schemes", tags=["schemes"])
