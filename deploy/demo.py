@@ -13,8 +13,6 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from shared import credentials, reference
-from shared.auth import KeyStore
-from shared.outbox import EventFactory
 from shared.settings import InfraSettings
 
 INTAKE, ROUTING, COURSES, SUBSIDY, REPORTING = (f"http://127.0.0.1:{p}" for p in (8001, 8002, 8003, 8004, 8005))
@@ -46,10 +44,6 @@ def progress(label: str, done: int, total: int) -> None:
 
 async def issue_credentials() -> dict[str, str]:
     settings = InfraSettings()
-    store, events = (
-        KeyStore(settings.credential_keys_dir),
-        EventFactory(service="ido-demo", oin=settings.oin, base_url=""),
-    )
     wanted = (
         [("library", c) for c in reference.PILOT_LIBRARIES]
         + [("agency", a) for a in reference.AGENCIES]
@@ -57,7 +51,7 @@ async def issue_credentials() -> dict[str, str]:
     )
     tokens = {}
     for i, (role, org) in enumerate(wanted, 1):
-        _, tokens[org] = await credentials.create(settings.kafka_bootstrap_servers, events, store, role, org)
+        _, tokens[org] = await credentials.create(settings, role, org, issuer="ido-demo")
         progress("credentials", i, len(wanted))
     return tokens
 

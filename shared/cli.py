@@ -25,7 +25,6 @@ from shared import credentials, reference
 from shared.auth import KeyStore, Role
 from shared.events import asyncapi, catalog
 from shared.kafka import apply_platform_topics
-from shared.outbox import EventFactory
 from shared.settings import InfraSettings
 
 
@@ -42,22 +41,14 @@ def _keys_create(args: argparse.Namespace, settings: InfraSettings) -> int:
     if org not in known:
         print(f"ido: unknown {role} code '{org}'; known: {', '.join(known)}", file=sys.stderr)
         return 2
-    credential_id, token = asyncio.run(
-        credentials.create(
-            settings.kafka_bootstrap_servers, _events(settings), KeyStore(settings.credential_keys_dir), role, org
-        )
-    )
+    credential_id, token = asyncio.run(credentials.create(settings, role, org))
     print(f"ido: credential {credential_id} for {role} {org}; keep it secret", file=sys.stderr)
     print(token)
     return 0
 
 
-def _events(settings: InfraSettings) -> EventFactory:
-    return EventFactory(service="ido-cli", oin=settings.oin, base_url="")
-
-
 def _keys_revoke(args: argparse.Namespace, settings: InfraSettings) -> int:
-    revoked = asyncio.run(credentials.revoke(settings.kafka_bootstrap_servers, _events(settings), args.credential_id))
+    revoked = asyncio.run(credentials.revoke(settings, args.credential_id))
     if revoked is None:
         print(f"ido: no credential {args.credential_id} was ever issued", file=sys.stderr)
         return 1
@@ -100,8 +91,7 @@ def _schemas_export(args: argparse.Namespace, _: InfraSettings) -> int:
 
 def _privacy_erase(args: argparse.Namespace, settings: InfraSettings) -> int:
     """Erase through intake's API, as the KB, so the erasure takes the one path every erasure takes."""
-    store = KeyStore(settings.credential_keys_dir)
-    _, token = asyncio.run(credentials.create(settings.kafka_bootstrap_servers, _events(settings), store, "kb", "kb"))
+    _, token = asyncio.run(credentials.create(settings, "kb", "kb"))  # acting as the KB, on the record
     response = httpx.delete(
         f"{args.intake_url.rstrip('/')}/v1/help-requests/{args.help_request}/personal-data",
         headers={"Authorization": f"Bearer {token}"},
@@ -117,8 +107,7 @@ def _privacy_erase(args: argparse.Namespace, settings: InfraSettings) -> int:
 
 def _reporting_rebuild(args: argparse.Namespace, settings: InfraSettings) -> int:
     """Start a rebuild of reporting's read models and show its progress until it is done."""
-    store = KeyStore(settings.credential_keys_dir)
-    _, token = asyncio.run(credentials.create(settings.kafka_bootstrap_servers, _events(settings), store, "kb", "kb"))
+    _, token = asyncio.run(credentials.create(settings, "kb", "kb"))  # acting as the KB, on the record
     with httpx.Client(base_url=args.reporting_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
         started = http.post("/v1/admin/rebuild")
         if started.status_code != 202:

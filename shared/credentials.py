@@ -19,6 +19,7 @@ from shared.events.envelope import parse_event
 from shared.kafka import make_broker, publish_event, topic_partitions
 from shared.logging import get_logger
 from shared.outbox import EventFactory
+from shared.settings import InfraSettings
 
 log = get_logger(__name__)
 
@@ -49,8 +50,9 @@ class RevocationList:
                 self.revoked.add(catalog.CredentialRevoked.model_validate(event.data).credential_id)
 
 
-async def _publish(bootstrap: str, events: EventFactory, data: catalog.EventData) -> None:
-    broker = make_broker(bootstrap, client_id="ido-cli")
+async def _publish(settings: InfraSettings, issuer: str, data: catalog.EventData) -> None:
+    events = EventFactory(service=issuer, oin=settings.oin, base_url="")
+    broker = make_broker(settings.kafka_bootstrap_servers, client_id=issuer)
     await broker.start()
     try:
         pending = events.create(data, correlation_id=None)
@@ -59,16 +61,15 @@ async def _publish(bootstrap: str, events: EventFactory, data: catalog.EventData
         await broker.stop()
 
 
-async def create(
-    bootstrap: str, events: EventFactory, store: KeyStore, role: Role, organisation: str
-) -> tuple[str, str]:
-    """Issue a credential and record the fact; only once the broker has it is the token returned."""
-    credential_id, token = issue_credential(store, role, organisation)
+async def create(settings: InfraSettings, role: Role, organisation: str, *, issuer: str = "ido-cli") -> tuple[str, str]:
+    """Issue a credential (signed with the key in IDO_CREDENTIAL_KEYS_DIR) and record the fact;
+    only once the broker has it is the token returned. Returns (credential id, token)."""
+    credential_id, token = issue_credential(KeyStore(settings.credential_keys_dir), role, organisation)
     kid = jwt.get_unverified_header(token)["kid"]
     issued = catalog.CredentialIssued(
         credential_id=credential_id, role=role, organisation=organisation, key_id=kid, issued_at=datetime.now(UTC)
     )
-    await _publish(bootstrap, events, issued)
+    await _publish(settings, issuer, issued)
     return credential_id, token
 
 
@@ -93,9 +94,9 @@ async def registry(bootstrap: str) -> dict[str, dict]:
         await consumer.stop()
 
 
-async def revoke(bootstrap: str, events: EventFactory, credential_id: str) -> dict | None:
+async def revoke(settings: InfraSettings, credential_id: str) -> dict | None:
     """Revoke a credential by id; returns what was revoked, or None if it was never issued."""
-    known = (await registry(bootstrap)).get(credential_id)
+    known = (await registry(settings.kafka_bootstrap_servers)).get(credential_id)
     if known is None:
         return None
     revoked = catalog.CredentialRevoked(
@@ -104,5 +105,5 @@ async def revoke(bootstrap: str, events: EventFactory, credential_id: str) -> di
         organisation=known["organisation"],
         revoked_at=datetime.now(UTC),
     )
-    await _publish(bootstrap, events, revoked)
+    await _publish(settings, "ido-cli", revoked)
     return known

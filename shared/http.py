@@ -49,6 +49,19 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def invalid_field(field: str, reason: str, status: int = 422) -> Problem:
+    """Well-formed input that is not acceptable here (an unknown location, a closed window):
+    the same answer as a schema error, naming the field."""
+    title = "Invalid request" if status == 422 else "Bad request"
+    return Problem(status, title, reason, extensions={"invalid-params": [{"name": field, "reason": reason}]})
+
+
+def field_problem(exc: Exception) -> JSONResponse:
+    """The answer for a domain error that carries `field` and `reason`."""
+    problem = invalid_field(getattr(exc, "field", "(body)"), getattr(exc, "reason", str(exc)))
+    return problem_response(problem.status, problem.title, problem.detail, extensions=problem.extensions)
+
+
 def _field_name(loc: tuple) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):

@@ -128,6 +128,11 @@ class ServiceRuntime:
         return app
 
 
+def utc_now() -> datetime:
+    """The services' clock; their bootstraps take another one for tests."""
+    return datetime.now(UTC)
+
+
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     configure_logging(settings.service_name, settings.log_level)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from fastapi import FastAPI
@@ -14,7 +14,7 @@ from services.courses.entrypoints import http
 from shared.events import catalog
 from shared.events.envelope import CloudEvent
 from shared.logging import get_logger
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, utc_now
 from shared.settings import ServiceSettings, service_settings
 
 API_VERSION = "1.0.0"
@@ -34,10 +34,6 @@ class CoursesSettings(ServiceSettings):
     # Participants' names and contact details are erased this long after the run's last session:
     # time to hand out certificates and follow up, then no longer needed.
     retention_days: int = Field(90, ge=1)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def build_app(settings: CoursesSettings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:

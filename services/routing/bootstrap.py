@@ -3,7 +3,7 @@ service-level watch."""
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 from pydantic import Field
@@ -14,10 +14,8 @@ from services.routing.adapters.repository import CASES, REFERRALS, MongoRoutingR
 from services.routing.adapters.topics import KafkaReferralTopics
 from services.routing.entrypoints import consumers, http, webhooks
 from shared import credentials
-from shared.auth import KeyStore
 from shared.logging import get_logger
-from shared.outbox import EventFactory
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, utc_now
 from shared.settings import ServiceSettings, service_settings
 
 API_VERSION = "1.0.0"
@@ -41,14 +39,8 @@ class RoutingSettings(ServiceSettings):
     service_credential: str = ""
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 async def _own_service_credential(settings: RoutingSettings) -> str:
-    events = EventFactory(service="routing", oin=settings.oin, base_url=settings.public_base_url)
-    store = KeyStore(settings.credential_keys_dir)
-    _, token = await credentials.create(settings.kafka_bootstrap_servers, events, store, "service", "routing")
+    _, token = await credentials.create(settings, "service", "routing", issuer="routing")
     log.warning("no ROUTING_SERVICE_CREDENTIAL set: issued one with the local signing key")
     return token
 

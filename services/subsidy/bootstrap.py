@@ -1,7 +1,7 @@
 """Wires subsidy: settings, database, broker, repository and HTTP routes."""
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 
 from fastapi import FastAPI
@@ -10,7 +10,7 @@ from services.subsidy import handlers
 from services.subsidy.adapters.repository import APPLICATIONS, SCHEMES, MongoSubsidyRepository
 from services.subsidy.entrypoints import http
 from shared.events import catalog
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, utc_now
 from shared.settings import ServiceSettings, service_settings
 
 API_VERSION = "0.2.0"
@@ -21,10 +21,6 @@ class SubsidySettings(ServiceSettings):
 
     service_name: str = "subsidy"
     port: int = 8004
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def build_app(settings: SubsidySettings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:

@@ -2,15 +2,13 @@
 with enrolment, a first-in-first-out waitlist and seat offers with an acceptance window."""
 
 import itertools
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 Kind = Literal["digisterker", "klik_en_tik", "staff_training"]
-EnrolmentStatus = Literal["enrolled", "waitlisted", "offered", "cancelled", "offer_expired", "no_show"]
-DEFAULT_ACCEPTANCE_WINDOW = timedelta(hours=24)
 
 
 class CourseType(BaseModel):

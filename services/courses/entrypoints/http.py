@@ -23,7 +23,7 @@ from services.courses.domain.model import (
     Session,
 )
 from shared.auth import Principal
-from shared.http import Problem, problem_response, require_json
+from shared.http import Problem, field_problem, problem_response, require_json
 from shared.outbox import EventFactory
 
 
@@ -106,10 +106,7 @@ def install_error_answers(app: FastAPI) -> None:
         return problem_response(409, "Not possible now", detail)
 
     async def invalid(_: Request, exc: Exception) -> JSONResponse:
-        field, reason = getattr(exc, "field", "(body)"), getattr(exc, "reason", str(exc))
-        return problem_response(
-            422, "Invalid request", reason, extensions={"invalid-params": [{"name": field, "reason": reason}]}
-        )
+        return field_problem(exc)
 
     app.add_exception_handler(handlers.NotFound, not_found)
     app.add_exception_handler(handlers.Refused, refused)

@@ -14,7 +14,7 @@ from services.intake.domain.location import IdoLocation, RegisteredLocation
 from services.intake.domain.model import HelpRequest, Listing, RegisterHelpRequest, Status
 from shared import reference
 from shared.auth import Principal
-from shared.http import Problem, require_json
+from shared.http import Problem, invalid_field, require_json
 from shared.logging import bound_context, get_logger
 from shared.outbox import EventFactory
 
@@ -58,9 +58,7 @@ def _cursor(after: str) -> tuple[datetime, str]:
         at, last_id = base64.urlsafe_b64decode(after.encode()).decode().split("|", 1)
         return datetime.fromisoformat(at), last_id
     except ValueError:
-        raise Problem(
-            400, "Invalid cursor", extensions={"invalid-params": [{"name": "after", "reason": "use `next`"}]}
-        ) from None
+        raise invalid_field("after", "not a cursor: use the `next` of the previous page", status=400) from None
 
 
 def build_router(
@@ -103,12 +101,7 @@ def build_router(
                     events=events,
                 )
             except handlers.UnknownLocation:
-                raise Problem(
-                    422,
-                    "Invalid request",
-                    "1 invalid field(s)",
-                    extensions={"invalid-params": [{"name": "location", "reason": "not a registered IDO location"}]},
-                ) from None
+                raise invalid_field("location", "not a registered IDO location of this library") from None
             except handlers.IdempotencyConflict:
                 raise Problem(409, "Idempotency-Key reused", "this key was used for a different request") from None
             log.info(

@@ -183,10 +183,6 @@ class MongoRoutingRepository:
             await self.referrals.update_one({"_id": referral_id}, update)
         self.outbox.written(REFERRALS, referral_id)
 
-    async def reads(self, referral_id: str) -> list[dict[str, Any]]:
-        doc = await self.referrals.find_one({"_id": referral_id}, {"reads": 1})
-        return (doc or {}).get("reads", [])
-
     async def due_referrals(self, now: datetime, limit: int = 500) -> list[Referral]:
         query = {"due_at": {"$lte": now}, "overdue_notified": False, "paused_at": None, "status": {"$nin": list(FINAL)}}
         cursor = self.referrals.find(query, {"outbox": 0, "reads": 0}).limit(limit)

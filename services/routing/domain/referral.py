@@ -24,7 +24,6 @@ _ACTIVE = {
     "needs_client_action": _REPORTED - {"needs_client_action", "no_capacity"},
 }
 ALLOWED: dict[str, set[str]] = {**_ACTIVE, **_REOPENABLE}
-DEFAULT_RESPONSE_TIME = timedelta(days=5)
 
 
 class InvalidTransition(Exception):

@@ -13,7 +13,7 @@ from services.routing.adapters.repository import ConcurrentChange, RoutingReposi
 from services.routing.domain.referral import InvalidTransition, Referral
 from shared.auth import Principal
 from shared.events.catalog import ReferralStatus
-from shared.http import Problem
+from shared.http import Problem, invalid_field
 from shared.outbox import EventFactory
 from shared.privacy import NoBsn
 
@@ -127,11 +127,7 @@ def build_router(
         _kb_only(caller)
         known = {o["code"] for o in await repo.all_organisations()}
         if rule.organisation is not None and rule.organisation not in known:
-            raise Problem(
-                422,
-                "Invalid request",
-                extensions={"invalid-params": [{"name": "organisation", "reason": "not a known organisation"}]},
-            )
+            raise invalid_field("organisation", "not a known organisation")
         await repo.put_rule(rule.model_dump())
         return rule
 

@@ -14,7 +14,7 @@ from services.subsidy.adapters.repository import BudgetBusy, MongoSubsidyReposit
 from services.subsidy.domain.model import Apply, Decide, Refused, Renew, Scheme
 from shared.auth import Principal
 from shared.events.catalog import SubsidySchemePublished
-from shared.http import Problem, problem_response, require_json
+from shared.http import Problem, field_problem, problem_response, require_json
 from shared.outbox import EventFactory
 
 
@@ -52,10 +52,7 @@ def install_error_answers(app: FastAPI) -> None:
     """One place that turns subsidy's domain errors into problem+json answers."""
 
     async def refused(_: Request, exc: Exception) -> JSONResponse:
-        field, reason = getattr(exc, "field", "(body)"), getattr(exc, "reason", str(exc))
-        return problem_response(
-            422, "Invalid request", reason, extensions={"invalid-params": [{"name": field, "reason": reason}]}
-        )
+        return field_problem(exc)
 
     async def not_found(_: Request, exc: Exception) -> JSONResponse:
         return problem_response(404, "Application not found")
