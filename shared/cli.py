@@ -5,6 +5,8 @@ ido keys revoke CREDENTIAL_ID        every service refuses it from then on
 ido keys list                        issued credentials, without secrets
 ido keys rotate                      sign new credentials with a new key
 ido topics apply                     create missing topics (idempotent)
+ido db setup                         create each service's role and database (idempotent)
+ido db migrate [--service NAME]      apply the services' missing schema migrations
 ido privacy erase --help-request ID  erase a visit's contact details and notes now
 ido reporting rebuild                rebuild reporting's read models, with progress
 ido schemas export DIR               write the event JSON Schemas
@@ -21,11 +23,12 @@ from pathlib import Path
 
 import httpx
 
-from shared import credentials, reference
+from shared import credentials, migrations, reference
 from shared.auth import KeyStore, Role
+from shared.db import setup_service_databases
 from shared.events import asyncapi, catalog
 from shared.kafka import apply_platform_topics
-from shared.settings import InfraSettings
+from shared.settings import REPO_ROOT, SERVICES, InfraSettings
 
 
 def _keys_create(args: argparse.Namespace, settings: InfraSettings) -> int:
@@ -77,6 +80,22 @@ def _topics_apply(_: argparse.Namespace, settings: InfraSettings) -> int:
     print(f"ido: {len(topics)} topics present, {len(created)} created", file=sys.stderr)
     for topic in created:
         print(f"  created {topic}", file=sys.stderr)
+    return 0
+
+
+def _db_setup(_: argparse.Namespace, settings: InfraSettings) -> int:
+    created = asyncio.run(setup_service_databases(settings))
+    print(f"ido: {len(SERVICES)} service databases present, {len(created)} objects created", file=sys.stderr)
+    for what in created:
+        print(f"  created {what}", file=sys.stderr)
+    return 0
+
+
+def _db_migrate(args: argparse.Namespace, settings: InfraSettings) -> int:
+    for service in [args.service] if args.service else SERVICES:
+        url = os.environ.get(f"{service.upper()}_DATABASE_URL") or settings.service_database_url(service)
+        applied = migrations.apply(url, settings.pgpassfile, REPO_ROOT / "services" / service / "migrations")
+        print(f"ido: {service}: {len(applied)} migrations applied {' '.join(applied)}", file=sys.stderr)
     return 0
 
 
@@ -154,6 +173,12 @@ def parser() -> argparse.ArgumentParser:
 
     topics = sub.add_parser("topics", help="Kafka topics").add_subparsers(dest="action", required=True)
     topics.add_parser("apply", help="create the platform's topics that are missing").set_defaults(run=_topics_apply)
+
+    db = sub.add_parser("db", help="PostgreSQL").add_subparsers(dest="action", required=True)
+    db.add_parser("setup", help="create each service's role and database").set_defaults(run=_db_setup)
+    migrate = db.add_parser("migrate", help="apply the missing schema migrations")
+    migrate.add_argument("--service", choices=SERVICES)
+    migrate.set_defaults(run=_db_migrate)
 
     schemas = sub.add_parser("schemas", help="event JSON Schemas").add_subparsers(dest="action", required=True)
     export = schemas.add_parser("export", help="write one JSON Schema per event type")

@@ -3,33 +3,33 @@
 For each record:
 1. parse the CloudEvent and validate its data against the event type's model; a record that
    cannot be parsed goes straight to `<topic>.dlq` with the reason;
-2. skip it if its CloudEvent id was processed before by this consumer group (recorded in
-   `processed_events` under the unique key `<group>:<id>`), so a re-delivery has no second effect;
-3. run the handler, retrying transient failures with exponential backoff, then dead-letter;
-4. record the id; only then is the offset committed (FastStream ack policy NACK_ON_ERROR).
-Handlers make their own write conditional on the event (deterministic ids or an applied-events
-guard in the same single-document write), which closes the gap between steps 3 and 4.
+2. in one unit of work (transaction): record (consumer group, CloudEvent id) in
+   `processed_events` and run the handler; if the id was recorded before (a re-delivery, or
+   another instance of the group got there first) nothing more happens. The record and the
+   handler's writes and events commit together, so an event is applied exactly once;
+3. a failing handler rolls back and is retried with exponential backoff, then dead-lettered;
+4. only then is the offset committed (FastStream ack policy NACK_ON_ERROR).
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
+from shared.db import Database
 from shared.events.catalog import EventData, data_model, dlq_topic
 from shared.events.envelope import CloudEvent, InvalidEvent, parse_event
 from shared.logging import bound_context, get_logger
+from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
-Handler = Callable[[CloudEvent, Any], Awaitable[None]]
+# A handler gets the event, its validated data and the unit of work it runs in.
+Handler = Callable[[CloudEvent, Any, UnitOfWork], Awaitable[None]]
 
 
 class PermanentError(Exception):
@@ -46,7 +46,7 @@ class EventConsumer:
     def __init__(
         self,
         broker: KafkaBroker,
-        db: AsyncDatabase,
+        db: Database,
         *,
         group_id: str,
         max_attempts: int = 4,
@@ -54,7 +54,7 @@ class EventConsumer:
         on_handled: Callable[[], None] = lambda: None,
     ) -> None:
         self.broker = broker
-        self.processed = db["processed_events"]
+        self.db = db
         self.group_id = group_id
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
@@ -90,11 +90,7 @@ class EventConsumer:
             except ValidationError as exc:
                 await self.dead_letter(topic, body, record, _fields_reason(exc), attempts=0)
                 return
-            if await self.processed.find_one({"_id": self.processed_key(event)}, {"_id": 1}):
-                log.info("duplicate event skipped")
-                return
             if await self._handle_with_retries(topic, body, record, handler, event, data):
-                await self._mark_processed(event)
                 self.on_handled()
 
     async def _handle_with_retries(
@@ -102,8 +98,10 @@ class EventConsumer:
     ) -> bool:
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await handler(event, data)
-                log.info("event handled", attempts=attempt)
+                if await self._handle_once(handler, event, data):
+                    log.info("event handled", attempts=attempt)
+                else:
+                    log.info("duplicate event skipped")
                 return True
             except PermanentError as exc:
                 await self.dead_letter(topic, body, record, f"permanent: {exc}", attempts=attempt)
@@ -118,28 +116,18 @@ class EventConsumer:
                 await asyncio.sleep(delay)
         return False
 
+    async def _handle_once(self, handler: Handler, event: CloudEvent, data: EventData) -> bool:
+        """One transaction: the processed record, the handler's writes and its events."""
+        async with self.db.unit_of_work() as uow:
+            if not await uow.first_delivery(self.group_id, event.id):
+                return False
+            await handler(event, data, uow)
+        return True
+
     async def forget_processed_before(self, moment: datetime) -> int:
-        """Drop records of events processed before `moment`. Re-deliveries come within minutes;
-        older replays meet handlers that are idempotent themselves. A short record keeps every
-        lookup fast (FerretDB reads the whole collection for each)."""
-        result = await self.processed.delete_many({"at": {"$lt": moment}})
-        return result.deleted_count
-
-    def processed_key(self, event: CloudEvent) -> str:
-        # Per group: two consumers in one service may each need to process the same event.
-        return f"{self.group_id}:{event.id}"
-
-    async def _mark_processed(self, event: CloudEvent) -> None:
-        # A DuplicateKeyError means a re-delivery got here first; the handler's guard made it a no-op.
-        with suppress(DuplicateKeyError):
-            await self.processed.insert_one(
-                {
-                    "_id": self.processed_key(event),
-                    "type": event.type,
-                    "consumer": self.group_id,
-                    "at": datetime.now(UTC),
-                }
-            )
+        """Drop records of events processed before `moment` (older than any re-delivery)."""
+        result = await self.db.pool.execute("DELETE FROM processed_events WHERE processed_at < $1", moment)
+        return int(result.split()[-1])
 
     async def dead_letter(self, topic: str, body: bytes, record: Any, reason: str, *, attempts: int) -> None:
         """Write the record unchanged, with its headers and the reason, to `<topic>.dlq`.

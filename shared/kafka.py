@@ -4,7 +4,7 @@ before processing) are weaker than our guarantees, so every service gets its bro
 
 from contextlib import suppress
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -26,6 +26,17 @@ def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
         ack_policy=AckPolicy.NACK_ON_ERROR,
         graceful_timeout=15.0,
         logger=None,
+    )
+
+
+def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+    """The outbox relay's producer: same guarantees, and batches sends queued together."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
     )
 
 

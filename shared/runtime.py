@@ -1,25 +1,27 @@
-"""What every service process holds and how it starts: database, broker, event factory,
-outbox relay, idempotent consumer, credentials, and the FastAPI app with the shared
-conventions. A service's bootstrap builds one ServiceRuntime and adds its own parts."""
+"""What every service process holds and how it starts: database (migrated at start), broker,
+event factory, outbox relay, idempotent consumer, credentials, and the FastAPI app with the
+shared conventions. A service's bootstrap builds one ServiceRuntime and adds its own parts."""
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from shared import migrations
 from shared.auth import KeyStore
 from shared.consuming import EventConsumer
 from shared.credentials import RevocationList
+from shared.db import Database
 from shared.events import asyncapi, catalog
 from shared.http import Problem, RateLimiter, credential_dependency, health_router, install_conventions
-from shared.kafka import apply_platform_topics, make_broker, publish_event
+from shared.kafka import apply_platform_topics, make_broker, make_producer
 from shared.logging import configure_logging, get_logger
-from shared.mongo import connect, ping
 from shared.outbox import EventFactory, OutboxRelay
 from shared.settings import ServiceSettings
 
@@ -27,16 +29,19 @@ log = get_logger(__name__)
 
 
 class ServiceRuntime:
-    def __init__(self, settings: ServiceSettings, outbox_collections: list[str] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, settings: ServiceSettings, migrations_dir: Path | None = None) -> None:
         self.settings = settings
-        self.mongo = connect(settings.mongodb_url)
-        self.db = self.mongo[settings.database]
-        self.broker = make_broker(settings.kafka_bootstrap_servers, client_id=f"ido-{settings.service_name}")
+        self.migrations_dir = migrations_dir
+        self.db = Database(settings.database_url, settings.pgpassfile, pool_size=settings.db_pool_size)
+        client_id = f"ido-{settings.service_name}"
+        self.broker = make_broker(settings.kafka_bootstrap_servers, client_id=client_id)
         self.events = EventFactory(service=settings.service_name, oin=settings.oin, base_url=settings.public_base_url)
         self.relay = OutboxRelay(
-            [self.db[name] for name in outbox_collections],
-            publish=lambda event, topic: publish_event(self.broker, event, topic),
-            sweep_seconds=settings.outbox_sweep_seconds,
+            settings.database_url,
+            settings.pgpassfile,
+            None,  # its producer is made in start(): aiokafka wants the running loop
+            batch_size=settings.outbox_batch_size,
+            poll_seconds=settings.outbox_sweep_seconds,
         )
         self.consumer = EventConsumer(
             self.broker,
@@ -53,13 +58,24 @@ class ServiceRuntime:
         self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
         self.authenticated = credential_dependency(self.keys, self.revocations, self.limiter)
 
+    async def open_database(self) -> None:
+        """Apply missing migrations (under yoyo's lock: instances may start together), then pool."""
+        applied = await asyncio.to_thread(
+            migrations.apply, self.settings.database_url, self.settings.pgpassfile, self.migrations_dir
+        )
+        if applied:
+            log.info("migrations applied", migrations=applied)
+        await self.db.connect()
+
     async def start(self) -> None:
         await apply_platform_topics(self.settings)
-        await self.relay.ensure_indexes()
+        client_id = f"ido-{self.settings.service_name}-outbox"
+        self.relay.producer = make_producer(self.settings.kafka_bootstrap_servers, client_id=client_id)
+        await self.relay.producer.start()
         await self.broker.start()
         self.relay.start()
         self._tasks = [asyncio.create_task(run()) for run in self._background]
-        log.info("service started", port=self.settings.port, database=self.settings.database)
+        log.info("service started", port=self.settings.port)
 
     async def _forget_processed(self) -> None:
         keep = timedelta(hours=self.settings.processed_retention_hours)
@@ -80,10 +96,12 @@ class ServiceRuntime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.relay.stop()
         await self.broker.stop()
-        await self.mongo.close()
+        if self.relay.producer is not None:
+            await self.relay.producer.stop()
+        await self.db.close()
 
     async def database_ready(self) -> bool:
-        return await ping(self.db)
+        return await self.db.ready()
 
     async def broker_ready(self) -> bool:
         return await self.broker.ping(timeout=2.0)
@@ -95,8 +113,9 @@ class ServiceRuntime:
 
         @asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await self.open_database()
             if on_start is not None:
-                await on_start()  # the service's own preparation (indexes, seed data) comes first
+                await on_start()  # the service's own preparation (seed data) before events flow
             await self.start()
             try:
                 yield

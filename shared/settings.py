@@ -1,7 +1,9 @@
 """Settings read from the environment (pydantic-settings); no hosts, ports or secrets in code.
 
-Platform-wide settings have plain names (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URL, IDO_OIN, ...);
-a service's own settings carry its prefix (INTAKE_PORT, ROUTING_DATABASE, ...).
+Platform-wide settings have plain names (KAFKA_BOOTSTRAP_SERVERS, PG_HOST, IDO_OIN, ...);
+a service's own settings carry its prefix (INTAKE_PORT, ROUTING_DATABASE_URL, ...).
+Database passwords are never settings: they live in a PostgreSQL password file (PGPASSFILE,
+written by the local runner and `ido db setup`), or in a *_DATABASE_URL given by the operator.
 """
 
 from pathlib import Path
@@ -10,6 +12,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The services, each with its own database and login role (ido_<name>).
+SERVICES = ("intake", "routing", "courses", "subsidy", "reporting")
 
 
 class InfraSettings(BaseSettings):
@@ -18,7 +22,11 @@ class InfraSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
-    mongodb_url: str = Field("mongodb://127.0.0.1:27017", validation_alias="MONGODB_URL")
+    pg_host: str = Field("127.0.0.1", validation_alias="PG_HOST")
+    pg_port: int = Field(5432, validation_alias="PG_PORT")
+    pgpassfile: Path = Field(REPO_ROOT / ".local" / "postgres" / "pgpass", validation_alias="PGPASSFILE")
+    # The administrator creates the services' roles and databases (`ido db setup`) and nothing else.
+    pg_admin_url: str = Field("", validation_alias="PG_ADMIN_URL")
     # Partitions per topic; the key (CloudEvent subject) keeps one entity's events in order.
     kafka_topic_partitions: int = Field(3, ge=1, validation_alias="IDO_TOPIC_PARTITIONS")
     kafka_replication_factor: int = Field(1, ge=1, validation_alias="IDO_TOPIC_REPLICATION")
@@ -26,6 +34,12 @@ class InfraSettings(BaseSettings):
     credential_keys_dir: Path = Field(REPO_ROOT / ".local" / "credentials", validation_alias="IDO_CREDENTIAL_KEYS_DIR")
     # Organisation identification number in the CloudEvent source URN (NL GOV profile).
     oin: str = Field("00000001003214345000", pattern=r"^[0-9]{20}$", validation_alias="IDO_OIN")
+
+    def model_post_init(self, _context: object) -> None:
+        self.pg_admin_url = self.pg_admin_url or f"postgresql://ido_admin@{self.pg_host}:{self.pg_port}/postgres"
+
+    def service_database_url(self, service: str) -> str:
+        return f"postgresql://ido_{service}@{self.pg_host}:{self.pg_port}/ido_{service}"
 
 
 class ServiceSettings(InfraSettings):
@@ -36,7 +50,9 @@ class ServiceSettings(InfraSettings):
     port: int
     # Base URL under which this service is reachable by others (dataref and schema links).
     public_base_url: str = ""
-    database: str = ""
+    # Its own database and login role; the password comes from PGPASSFILE unless the URL has one.
+    database_url: str = ""
+    db_pool_size: int = Field(10, ge=2, validation_alias="IDO_DB_POOL_SIZE")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     # Consumer: attempts for a failing event before it is dead-lettered, and the first backoff.
     consumer_max_attempts: int = Field(4, ge=1, validation_alias="IDO_CONSUMER_MAX_ATTEMPTS")
@@ -44,14 +60,17 @@ class ServiceSettings(InfraSettings):
     # Per credential and service instance: average requests per second, and the burst allowed.
     rate_limit_per_second: float = Field(20.0, gt=0, validation_alias="IDO_RATE_LIMIT_PER_SECOND")
     rate_limit_burst: int = Field(100, ge=1, validation_alias="IDO_RATE_LIMIT_BURST")
-    # How long the ids of processed events are kept to recognise a re-delivery.
-    processed_retention_hours: float = Field(24.0, gt=0, validation_alias="IDO_PROCESSED_RETENTION_HOURS")
-    # Outbox relay: how often it scans for events left unpublished (by a crash or a failed
-    # publish); events are normally published right after their write.
-    outbox_sweep_seconds: float = Field(30.0, gt=0, validation_alias="IDO_OUTBOX_SWEEP_SECONDS")
+    # How long the ids of processed events are kept to recognise a re-delivery: as long as
+    # Kafka keeps the records (7 days by default), so no re-delivery can outlive its record.
+    processed_retention_hours: float = Field(168.0, gt=0, validation_alias="IDO_PROCESSED_RETENTION_HOURS")
+    # Outbox relay: a commit wakes it at once (NOTIFY); this is only the safety-net poll, and
+    # how often a standby instance tries to take over from a relay that died.
+    outbox_sweep_seconds: float = Field(1.0, gt=0, validation_alias="IDO_OUTBOX_SWEEP_SECONDS")
+    outbox_batch_size: int = Field(500, ge=1, validation_alias="IDO_OUTBOX_BATCH_SIZE")
 
     def model_post_init(self, _context: object) -> None:
-        self.database = self.database or f"ido_{self.service_name}"
+        super().model_post_init(_context)
+        self.database_url = self.database_url or self.service_database_url(self.service_name)
         self.public_base_url = (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 

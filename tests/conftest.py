@@ -1,8 +1,11 @@
 """Where the tests get their broker and database, in this order:
-1. KAFKA_BOOTSTRAP_SERVERS and MONGODB_URL, when both are set;
-2. testcontainers (official Kafka and MongoDB images), when a Docker engine answers;
-3. the project's own local Kafka + FerretDB (deploy/local), started here if not running.
+1. KAFKA_BOOTSTRAP_SERVERS and PG_ADMIN_URL, when both are set (an existing broker and server);
+2. testcontainers (official Kafka and PostgreSQL images), when a Docker engine answers;
+3. the project's own local Kafka + PostgreSQL (deploy/local), started here if not running.
+Then `ido db setup` gives every service its role and database, as `make up` does.
 With CI=true a broker or database that cannot be had is a failure, never a skip."""
+
+import asyncio
 
 import os
 import socket
@@ -12,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from shared.db import setup_service_databases
 from shared.settings import REPO_ROOT, InfraSettings
 
 LOCAL = REPO_ROOT / "deploy" / "local"
@@ -40,8 +44,8 @@ def _docker_answers() -> bool:
         return False
 
 
-def _mongo_host_port(url: str) -> str:
-    return url.split("://", 1)[-1].split("/", 1)[0].split(",")[0].split("@")[-1]
+def _pg_host_port(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0].split("@")[-1]
 
 
 class _Infra:
@@ -52,7 +56,7 @@ class _Infra:
         self.containers: list = []
 
     def provide(self) -> InfraSettings:
-        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URL"):
+        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("PG_ADMIN_URL"):
             settings = InfraSettings()
         elif _docker_answers():
             settings = self._containers()
@@ -61,28 +65,35 @@ class _Infra:
         kafka = settings.kafka_bootstrap_servers.split(",")[0]
         if not _reachable(kafka):
             unavailable(f"Kafka broker not reachable at {kafka}")
-        if not _reachable(_mongo_host_port(settings.mongodb_url)):
-            unavailable(f"MongoDB-compatible database not reachable at {settings.mongodb_url}")
+        if not _reachable(_pg_host_port(settings.pg_admin_url)):
+            unavailable(f"PostgreSQL not reachable at {_pg_host_port(settings.pg_admin_url)}")
+        asyncio.run(setup_service_databases(settings))
         return settings
 
     def _containers(self) -> InfraSettings:
         from testcontainers.kafka import KafkaContainer
-        from testcontainers.mongodb import MongoDbContainer
+        from testcontainers.postgres import PostgresContainer
 
         kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
-        mongo = MongoDbContainer("mongo:7")
-        for container in (kafka, mongo):
+        postgres = PostgresContainer("postgres:18", username="ido_admin", password=uuid.uuid4().hex)
+        for container in (kafka, postgres):
             container.start()
             self.containers.append(container)
-        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = kafka.get_bootstrap_server()
-        os.environ["MONGODB_URL"] = mongo.get_connection_url()
+        host, port = postgres.get_container_host_ip(), postgres.get_exposed_port(5432)
+        passfile = REPO_ROOT / ".local" / "testcontainers.pgpass"
+        passfile.parent.mkdir(exist_ok=True)
+        passfile.write_text(f"*:*:*:ido_admin:{postgres.password}\n")
+        passfile.chmod(0o600)
+        os.environ.update(
+            KAFKA_BOOTSTRAP_SERVERS=kafka.get_bootstrap_server(), PG_HOST=host, PG_PORT=str(port), PGPASSFILE=str(passfile)
+        )
         return InfraSettings()
 
     def _local(self) -> InfraSettings:
         settings = InfraSettings()
         for name, address in (
             ("kafka", settings.kafka_bootstrap_servers),
-            ("ferretdb", _mongo_host_port(settings.mongodb_url)),
+            ("postgres", _pg_host_port(settings.pg_admin_url)),
         ):
             if _reachable(address):
                 continue

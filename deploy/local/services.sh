@@ -1,38 +1,69 @@
 #!/usr/bin/env bash
-# The five IDO services as local background processes (python -m services.<name>).
+# The five IDO services as local background processes (python -m services.<name>), each in
+# INSTANCES instances (default 1). Instance k listens on the service's port + 100*k (intake
+# 8001, 8101, ...); all instances of a service share its database and its consumer group, and
+# name instance 0's address as their public base URL (links in events stay stable).
 #   services.sh start | stop | status
 source "$(dirname "$0")/lib.sh"
 
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 SERVICES=(intake routing courses subsidy reporting)
+INSTANCES="${INSTANCES:-1}"
 declare -A DEFAULT_PORT=([intake]=8001 [routing]=8002 [courses]=8003 [subsidy]=8004 [reporting]=8005)
 
-port_of() { local var="${1^^}_PORT"; echo "${!var:-${DEFAULT_PORT[$1]}}"; }
-
-healthy() { curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$(port_of "$1")/healthz"; }
+port_of() { local var="${1^^}_PORT"; echo "$(( ${!var:-${DEFAULT_PORT[$1]}} + 100 * ${2:-0} ))"; }
+instance_name() { if (($2 == 0)); then echo "$1"; else echo "$1-$2"; fi; }
+healthy() { curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$1/healthz"; }
 
 start() {
+  [[ "$INSTANCES" =~ ^[1-9][0-9]*$ ]] || { log "INSTANCES must be a positive number"; return 2; }
+  local name k
   for name in "${SERVICES[@]}"; do
-    if is_running "$name"; then continue; fi
-    (cd "$ROOT" && start_daemon "$name" "$PYTHON" -m "services.$name")
+    for ((k = 0; k < INSTANCES; k++)); do
+      local instance; instance=$(instance_name "$name" "$k")
+      if is_running "$instance"; then continue; fi
+      local upper="${name^^}" public="${name^^}_PUBLIC_BASE_URL"
+      (cd "$ROOT" && export "${upper}_PORT=$(port_of "$name" "$k")" \
+        "$public=${!public:-http://127.0.0.1:$(port_of "$name" 0)}" &&
+        start_daemon "$instance" "$PYTHON" -m "services.$name")
+    done
   done
   for name in "${SERVICES[@]}"; do
-    local deadline=$((SECONDS + 90))
-    until healthy "$name"; do
-      if ! is_running "$name"; then log "$name exited; see $LOGS/$name.log"; tail -n 20 "$LOGS/$name.log" >&2; return 1; fi
-      if ((SECONDS > deadline)); then log "$name not healthy after 90s; see $LOGS/$name.log"; return 1; fi
-      sleep 0.3
+    for ((k = 0; k < INSTANCES; k++)); do
+      local instance port deadline=$((SECONDS + 90))
+      instance=$(instance_name "$name" "$k"); port=$(port_of "$name" "$k")
+      until healthy "$port"; do
+        if ! is_running "$instance"; then log "$instance exited; see $LOGS/$instance.log"; tail -n 20 "$LOGS/$instance.log" >&2; return 1; fi
+        if ((SECONDS > deadline)); then log "$instance not healthy after 90s; see $LOGS/$instance.log"; return 1; fi
+        sleep 0.3
+      done
+      log "$instance healthy on http://127.0.0.1:$port (log: $LOGS/$instance.log)"
     done
-    log "$name healthy on http://127.0.0.1:$(port_of "$name") (log: $LOGS/$name.log)"
   done
 }
 
-stop() { for name in "${SERVICES[@]}"; do stop_daemon "$name"; done; }
+# Every instance that runs, whatever INSTANCES says now.
+running_instances() { local f; for f in "$RUN"/*.pid; do [[ -e "$f" ]] && basename "$f" .pid; done; }
+
+stop() {
+  local instance name
+  for instance in $(running_instances); do
+    name="${instance%-[0-9]*}"
+    [[ " ${SERVICES[*]} " == *" $name "* ]] && stop_daemon "$instance"
+  done
+  return 0
+}
 
 status() {
-  local rc=0
+  local rc=0 name instance k port
   for name in "${SERVICES[@]}"; do
-    if healthy "$name"; then echo "$name healthy on 127.0.0.1:$(port_of "$name")"; else echo "$name down"; rc=1; fi
+    k=0
+    while :; do
+      instance=$(instance_name "$name" "$k"); port=$(port_of "$name" "$k")
+      if ((k > 0)) && ! is_running "$instance"; then break; fi
+      if healthy "$port"; then echo "$instance healthy on 127.0.0.1:$port"; else echo "$instance down"; rc=1; fi
+      k=$((k + 1))
+    done
   done
   return $rc
 }

@@ -1,19 +1,15 @@
 """Wires intake: settings, database, broker, repository, HTTP routes and subscriptions."""
 
 import asyncio
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 from pydantic import Field
 
 from services.intake import handlers
-from services.intake.adapters.repository import (
-    COLLECTION,
-    LOCATIONS,
-    MongoHelpRequestRepository,
-    MongoLibraryRepository,
-    MongoLocationRepository,
-)
+from services.intake.adapters.repository import IntakeUnitOfWork, Libraries
 from services.intake.entrypoints import consumers, http
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
@@ -39,18 +35,20 @@ class IntakeSettings(ServiceSettings):
 
 def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
-    runtime = ServiceRuntime(settings, outbox_collections=[COLLECTION, LOCATIONS])
-    repo = MongoHelpRequestRepository(runtime.db, runtime.relay)
-    libraries = MongoLibraryRepository(runtime.db)
-    locations = MongoLocationRepository(runtime.db, runtime.relay)
-    consumers.subscribe(runtime.consumer, repo)
+    runtime = ServiceRuntime(settings, migrations_dir=Path(__file__).parent / "migrations")
+    consumers.subscribe(runtime.consumer)
+
+    @asynccontextmanager
+    async def unit_of_work():
+        async with runtime.db.unit_of_work() as tx:
+            yield IntakeUnitOfWork(tx)
 
     async def enforce_retention() -> None:
         while True:
             try:
                 await handlers.purge_expired(
                     retention=timedelta(days=settings.retention_days),
-                    repo=repo,
+                    start=unit_of_work,
                     events=runtime.events,
                     now=datetime.now(UTC),
                 )
@@ -61,8 +59,7 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     runtime.add_background(enforce_retention)
 
     async def prepare() -> None:
-        await repo.ensure_indexes()
-        await libraries.seed()
+        await Libraries(runtime.db).seed()
 
     app = runtime.http_app(
         title="IDO intake API", api_version=API_VERSION, max_body_bytes=settings.max_body_bytes, on_start=prepare
@@ -70,9 +67,7 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.include_router(
         http.build_router(
             authenticated=runtime.authenticated,
-            repo=repo,
-            libraries=libraries,
-            locations=locations,
+            db=runtime.db,
             events=runtime.events,
         )
     )

@@ -1,12 +1,14 @@
-"""Intake's use cases: one function per command or event. No framework, no I/O of their own:
-the repository and the event factory are handed in by the wiring."""
+"""Intake's use cases: one function per command or event, inside one unit of work (a
+transaction: the state change and its events commit together). No framework, no I/O of
+their own: the unit of work and the event factory are handed in by the wiring."""
 
 import hashlib
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
-from services.intake.adapters.repository import AlreadyExists, HelpRequestRepository
 from services.intake.domain.location import IdoLocation, RegisteredLocation
 from services.intake.domain.model import HelpRequest, RegisterHelpRequest
 from shared.events.catalog import (
@@ -34,13 +36,33 @@ class UnknownLocation(Exception):
     """The help request names a location the library has not registered."""
 
 
+class HelpRequestRepository(Protocol):
+    async def add(self, hr: HelpRequest, *, fingerprint: str, data_key: bytes) -> bool: ...
+    async def get(self, request_id: str, library: str, *, for_update: bool = False) -> HelpRequest | None: ...
+    async def get_any(self, request_id: str, *, for_update: bool = False) -> HelpRequest | None: ...
+    async def fingerprint(self, request_id: str, library: str) -> str | None: ...
+    async def erase(self, erased: HelpRequest) -> None: ...
+    async def with_personal_data_before(self, moment: datetime) -> list[str]: ...
+    async def save_progress(self, hr: HelpRequest) -> None: ...
+
+
 class LocationRepository(Protocol):
-    async def put(self, registered: RegisteredLocation, events: list[PendingEvent]) -> None: ...
+    async def put(self, registered: RegisteredLocation) -> None: ...
     async def get(self, library: str, code: str) -> RegisteredLocation | None: ...
 
 
+class UnitOfWork(Protocol):
+    help_requests: HelpRequestRepository
+    locations: LocationRepository
+
+    def emit(self, *events: PendingEvent) -> None: ...
+
+
+StartUnitOfWork = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
+
+
 async def register_location(
-    code: str, location: IdoLocation, *, library: str, repo: LocationRepository, events: EventFactory
+    code: str, location: IdoLocation, *, library: str, uow: UnitOfWork, events: EventFactory
 ) -> RegisteredLocation:
     """Register (or update) an IDO location; the rollout monitor learns of it by event."""
     registered = RegisteredLocation(code=code, library=library, location=location, registered_at=datetime.now(UTC))
@@ -57,7 +79,8 @@ async def register_location(
         volunteers=location.staffing.volunteers,
         registered_at=registered.registered_at,
     )
-    await repo.put(registered, [events.create(fact, correlation_id=None)])
+    await uow.locations.put(registered)
+    uow.emit(events.create(fact, correlation_id=None))
     return registered
 
 
@@ -71,13 +94,12 @@ async def register_help_request(
     library: str,
     idempotency_key: str | None,
     correlation_id: str,
-    repo: HelpRequestRepository,
-    locations: LocationRepository,
+    uow: UnitOfWork,
     events: EventFactory,
 ) -> tuple[HelpRequest, bool]:
-    """Store the visit and its HelpRequested event in one write. Returns (request, created).
-    A retry with the same Idempotency-Key returns the first request instead of a second one."""
-    location = await locations.get(library, cmd.location) if cmd.location else None
+    """Store the visit and its HelpRequested event. Returns (request, created). A retry with
+    the same Idempotency-Key returns the first request instead of a second one."""
+    location = await uow.locations.get(library, cmd.location) if cmd.location else None
     if cmd.location and location is None:
         raise UnknownLocation(cmd.location)
     request_id = str(uuid.uuid5(_IDEMPOTENCY_NS, f"{library}\n{idempotency_key}") if idempotency_key else uuid.uuid4())
@@ -87,14 +109,12 @@ async def register_help_request(
     personal = help_request.personal_data()
     sealed = seal(data_key, personal, bound_to=request_id) if personal else None
     municipality = location.location.municipality if location else None
-    event = events.create(_help_requested(help_request, sealed, municipality), correlation_id=correlation_id)
-    try:
-        await repo.add(help_request, [event], fingerprint=_fingerprint(cmd), data_key=data_key)
-    except AlreadyExists:
-        existing, fingerprint = await repo.get_with_fingerprint(request_id, library)
-        if existing is None or fingerprint != _fingerprint(cmd):
-            raise IdempotencyConflict from None
+    if not await uow.help_requests.add(help_request, fingerprint=_fingerprint(cmd), data_key=data_key):
+        existing = await uow.help_requests.get(request_id, library)
+        if existing is None or await uow.help_requests.fingerprint(request_id, library) != _fingerprint(cmd):
+            raise IdempotencyConflict
         return existing, False
+    uow.emit(events.create(_help_requested(help_request, sealed, municipality), correlation_id=correlation_id))
     return help_request, True
 
 
@@ -129,54 +149,60 @@ async def erase_personal_data(
     *,
     library: str | None,
     reason: Literal["request", "retention"],
-    repo: HelpRequestRepository,
+    uow: UnitOfWork,
     events: EventFactory,
     now: datetime,
 ) -> HelpRequest:
     """Erase a visit's contact details and notes and destroy its data key, at once; every
     service drops its copies on PersonalDataErased. `library` None: on behalf of the KB."""
-    help_request = await repo.get(request_id, library) if library else await repo.get_any(request_id)
+    repo = uow.help_requests
+    if library:
+        help_request = await repo.get(request_id, library, for_update=True)
+    else:
+        help_request = await repo.get_any(request_id, for_update=True)
     if help_request is None:
         raise NotFound(request_id)
     if help_request.personal_data_erased_at is not None:
         return help_request
     erased = help_request.without_personal_data(now)
     fact = PersonalDataErased(help_request_id=request_id, library=help_request.library, reason=reason, erased_at=now)
-    await repo.erase(erased, [events.create(fact, correlation_id=request_id)])
+    await repo.erase(erased)
+    uow.emit(events.create(fact, correlation_id=request_id))
     return erased
 
 
-async def purge_expired(
-    *, retention: timedelta, repo: HelpRequestRepository, events: EventFactory, now: datetime
-) -> int:
-    """End of retention: erase the personal data of every visit registered before now - retention."""
-    expired = await repo.with_personal_data_before(now - retention)
+async def purge_expired(*, retention: timedelta, start: StartUnitOfWork, events: EventFactory, now: datetime) -> int:
+    """End of retention: erase the personal data of every visit registered before now - retention,
+    each in its own unit of work (several instances may run this: the row lock and the
+    already-erased check make each erasure happen once)."""
+    async with start() as uow:
+        expired = await uow.help_requests.with_personal_data_before(now - retention)
     for request_id in expired:
-        await erase_personal_data(request_id, library=None, reason="retention", repo=repo, events=events, now=now)
+        async with start() as uow:
+            await erase_personal_data(request_id, library=None, reason="retention", uow=uow, events=events, now=now)
     return len(expired)
 
 
-async def _progress(event: CloudEvent, help_request_id: str, library: str, repo: HelpRequestRepository, apply) -> None:
-    """Apply one event from routing to its help request (idempotent: see save_progress)."""
-    help_request = await repo.get(help_request_id, library)
+async def _progress(help_request_id: str, library: str, uow: UnitOfWork, apply) -> None:
+    """Apply one event from routing to its help request, under its row lock. Applying an event
+    again gives the same state (the domain ignores repeated and older changes)."""
+    help_request = await uow.help_requests.get(help_request_id, library, for_update=True)
     if help_request is None:
         raise LookupError(f"help request {help_request_id} not found")
-    await repo.save_progress(apply(help_request))
+    await uow.help_requests.save_progress(apply(help_request))
 
 
-async def on_help_request_routed(event: CloudEvent, data: HelpRequestRouted, *, repo: HelpRequestRepository) -> None:
-    await _progress(event, data.help_request_id, data.library, repo, lambda hr: hr.apply_routing(data.decisions))
+async def on_help_request_routed(event: CloudEvent, data: HelpRequestRouted, uow: UnitOfWork) -> None:
+    await _progress(data.help_request_id, data.library, uow, lambda hr: hr.apply_routing(data.decisions))
 
 
-async def on_referral_status_changed(
-    event: CloudEvent, data: ReferralStatusChanged, *, repo: HelpRequestRepository
-) -> None:
-    await _progress(event, data.help_request_id, data.library, repo, lambda hr: hr.apply_status_change(data))
+async def on_referral_status_changed(event: CloudEvent, data: ReferralStatusChanged, uow: UnitOfWork) -> None:
+    await _progress(data.help_request_id, data.library, uow, lambda hr: hr.apply_status_change(data))
 
 
-async def on_referral_overdue(event: CloudEvent, data: ReferralOverdue, *, repo: HelpRequestRepository) -> None:
-    await _progress(event, data.help_request_id, data.library, repo, lambda hr: hr.apply_overdue(data))
+async def on_referral_overdue(event: CloudEvent, data: ReferralOverdue, uow: UnitOfWork) -> None:
+    await _progress(data.help_request_id, data.library, uow, lambda hr: hr.apply_overdue(data))
 
 
-async def on_handover_read(event: CloudEvent, data: ReferralHandoverRead, *, repo: HelpRequestRepository) -> None:
-    await _progress(event, data.help_request_id, data.library, repo, lambda hr: hr.apply_handover_read(data))
+async def on_handover_read(event: CloudEvent, data: ReferralHandoverRead, uow: UnitOfWork) -> None:
+    await _progress(data.help_request_id, data.library, uow, lambda hr: hr.apply_handover_read(data))

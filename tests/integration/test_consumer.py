@@ -1,5 +1,6 @@
 """The idempotent consumer on the real broker and database: duplicates have one effect,
-poison records go to the DLQ with their reason, the consumer carries on, failures retry."""
+poison records go to the DLQ with their reason, the consumer carries on, failures retry, and
+a handler's writes commit together with the processed record or not at all."""
 
 import json
 
@@ -27,6 +28,18 @@ def help_requested(help_request_id: str):
     return FACTORY.create(data, correlation_id="corr-1").event
 
 
+async def count(event, data, uow) -> None:
+    await uow.conn.execute(
+        "INSERT INTO effects VALUES ($1, 1) ON CONFLICT (key) DO UPDATE SET n = effects.n + 1", data.help_request_id
+    )
+
+
+async def processed(db, consumer: str, event) -> int:
+    return await db.fetchval(
+        "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = $2", consumer, event.id
+    )
+
+
 class Running:
     """A consumer with its own broker and group, counting effects in the test database."""
 
@@ -34,16 +47,13 @@ class Running:
         self.db = db
         self.broker = make_broker(infra.kafka_bootstrap_servers, client_id="ido-tests-consumer")
         self.consumer = EventConsumer(self.broker, db, group_id=f"test-{unique}", backoff_seconds=0.01, **options)
-        self.consumer.subscribe(topic, {"HelpRequested": handler or self.count})
-
-    async def count(self, event, data) -> None:
-        await self.db.effects.update_one({"_id": data.help_request_id}, {"$inc": {"n": 1}}, upsert=True)
+        self.consumer.subscribe(topic, {"HelpRequested": handler or count})
 
     async def effects(self, key: str) -> int:
-        doc = await self.db.effects.find_one({"_id": key})
-        return doc["n"] if doc else 0
+        return await self.db.fetchval("SELECT coalesce(sum(n), 0) FROM effects WHERE key = $1", key)
 
     async def __aenter__(self):
+        await self.db.pool.execute("CREATE TABLE IF NOT EXISTS effects (key text PRIMARY KEY, n int NOT NULL)")
         await self.broker.start()
         return self
 
@@ -57,9 +67,9 @@ async def test_a_duplicate_delivery_has_one_effect(infra, db, topic, unique, pub
         await publish_event(publisher, event, topic)
         await publish_event(publisher, event, topic)  # re-published, e.g. by a relay that crashed before marking
         await publish_event(publisher, later, topic)
-        await eventually(lambda: db.processed_events.find_one({"_id": running.consumer.processed_key(later)}))
+        await eventually(lambda: processed(db, running.consumer.group_id, later))
         assert await running.effects("hr-dup") == 2, "two distinct events, one of them delivered twice"
-        assert await db.processed_events.count_documents({"_id": running.consumer.processed_key(event)}) == 1
+        assert await processed(db, running.consumer.group_id, event) == 1
 
 
 async def test_a_poison_record_goes_to_the_dlq_and_the_next_record_is_processed(infra, db, topic, unique, publisher):
@@ -93,27 +103,28 @@ async def test_event_data_failing_its_schema_is_dead_lettered_without_its_values
 async def test_transient_failures_are_retried_with_backoff(infra, db, topic, unique, publisher):
     attempts = []
 
-    async def flaky(event, data):
+    async def flaky(event, data, uow):
+        await count(event, data, uow)  # written, then rolled back with the failure
         attempts.append(1)
         if len(attempts) < 3:
             raise ConnectionError("database briefly away")
-        await db.effects.insert_one({"_id": data.help_request_id, "n": 1})
 
     async with Running(infra, db, topic, unique, handler=flaky, max_attempts=4) as running:
         await publish_event(publisher, help_requested("hr-flaky"), topic)
         await eventually(lambda: running.effects("hr-flaky"))
     assert len(attempts) == 3
+    assert await running.effects("hr-flaky") == 1, "the failed attempts' writes were rolled back"
 
 
 async def test_after_the_last_attempt_the_event_is_dead_lettered_and_the_consumer_carries_on(
     infra, db, topic, unique, publisher
 ):
-    async def broken(event, data):
+    async def broken(event, data, uow):
+        await count(event, data, uow)
         if data.help_request_id == "hr-broken":
             raise RuntimeError("cannot do this")
-        await db.effects.insert_one({"_id": data.help_request_id, "n": 1})
 
-    async def refuses(event, data):
+    async def refuses(event, data, uow):
         raise PermanentError("refers to an unknown library")
 
     dlq = await TopicReader(infra.kafka_bootstrap_servers, dlq_topic(topic)).start(from_end=False)
@@ -127,7 +138,8 @@ async def test_after_the_last_attempt_the_event_is_dead_lettered_and_the_consume
     assert headers["ido-dlq-attempts"] == "3"
     assert headers["ido-dlq-reason"] == "failed after 3 attempts: RuntimeError: cannot do this"
     assert json.loads(record.value)["id"] == str(broken_event.id)
-    assert await db.processed_events.count_documents({"_id": f"test-{unique}:{broken_event.id}"}) == 0
+    assert await processed(db, f"test-{unique}", broken_event) == 0
+    assert await running.effects("hr-broken") == 0, "nothing of a dead-lettered event was applied"
 
     async with Running(infra, db, topic, f"{unique}-2", handler=refuses, max_attempts=5):
         await publish_event(publisher, help_requested("hr-refused"), topic)
@@ -143,7 +155,32 @@ async def test_records_of_long_processed_events_are_forgotten(infra, db, topic, 
         event = help_requested("hr-old")
         await publish_event(publisher, event, topic)
         await eventually(lambda: running.effects("hr-old"))
-        key = running.consumer.processed_key(event)
         assert await running.consumer.forget_processed_before(datetime.now(UTC) - timedelta(hours=1)) == 0
         assert await running.consumer.forget_processed_before(datetime.now(UTC) + timedelta(seconds=1)) >= 1
-        assert await db.processed_events.find_one({"_id": key}) is None
+        assert await processed(db, running.consumer.group_id, event) == 0
+
+
+async def test_two_consumers_of_one_group_apply_each_event_once(infra, db, topic, unique, publisher):
+    """Two instances of a service share the group: partitions are split, and the processed
+    record (primary key, same transaction) holds even when both see one event."""
+    events = [help_requested(f"hr-pair-{i}") for i in range(30)]
+    async with Running(infra, db, topic, unique) as first, Running(infra, db, topic, unique):
+        for event in events:
+            await publish_event(publisher, event, topic)
+        await publish_event(publisher, events[0], topic)  # one re-delivery on top
+        await eventually(lambda: first.db.fetchval("SELECT count(*) = 30 FROM effects"), timeout=30)
+    assert await db.fetchval("SELECT sum(n) FROM effects") == 30
+
+
+async def test_the_same_event_handled_at_once_by_two_units_of_work_has_one_effect(db):
+    """The race of two instances on one event, without Kafka: the second insert of the
+    processed record waits for the first transaction and then finds it."""
+    import asyncio
+
+    await db.pool.execute("CREATE TABLE effects (key text PRIMARY KEY, n int NOT NULL)")
+    event = help_requested("hr-race")
+    data = HelpRequested.model_validate(event.data)
+    consumer = EventConsumer(None, db, group_id="race")  # type: ignore[arg-type]
+    results = await asyncio.gather(*(consumer._handle_once(count, event, data) for _ in range(8)))
+    assert sorted(results) == [False] * 7 + [True]
+    assert await db.fetchval("SELECT n FROM effects WHERE key = 'hr-race'") == 1

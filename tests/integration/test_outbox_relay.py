@@ -1,5 +1,6 @@
-"""The outbox relay on the real broker and database: what is stored gets published, even when
-the relay dies between the store and the publish."""
+"""The outbox on the real broker and database: a unit of work commits state and events
+together; the relay publishes committed events in order, once the broker acknowledged deletes
+them, loses nothing when it dies, and with several instances exactly one leads at a time."""
 
 import asyncio
 import json
@@ -7,9 +8,9 @@ import json
 import pytest
 
 from shared.events.catalog import HelpRequested, QuestionFacts
-from shared.kafka import publish_event
-from shared.outbox import EventFactory, OutboxRelay, PendingEvent, outbox_update, with_outbox
-from tests.kafkatools import TopicReader
+from shared.kafka import make_producer
+from shared.outbox import EventFactory, OutboxRelay, PendingEvent
+from tests.kafkatools import TopicReader, eventually
 
 pytestmark = pytest.mark.infra
 
@@ -27,55 +28,110 @@ def pending_on(topic: str, help_request_id: str) -> PendingEvent:
     return PendingEvent(FACTORY.create(data, correlation_id="c-1").event, topic)
 
 
-async def test_relay_publishes_stored_events_in_order_and_clears_the_outbox(infra, db, topic, publisher):
-    events = [pending_on(topic, "hr-1"), pending_on(topic, "hr-1")]
-    await db.cases.insert_one(with_outbox({"_id": "hr-1"}, events))
+@pytest.fixture
+async def producer(infra):
+    producer = make_producer(infra.kafka_bootstrap_servers, client_id="ido-tests-relay")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+def relay_for(db, producer, **options) -> OutboxRelay:
+    return OutboxRelay(db.url, db.passfile, producer, poll_seconds=0.2, **options)
+
+
+async def outbox_rows(db) -> int:
+    return await db.fetchval("SELECT count(*) FROM outbox")
+
+
+async def test_committed_events_are_published_in_order_and_removed(infra, db, topic, producer):
+    events = [pending_on(topic, "hr-1") for _ in range(5)]
+    async with db.unit_of_work() as uow:
+        uow.emit(*events)
     reader = await TopicReader(infra.kafka_bootstrap_servers, topic).start(from_end=True)
-    relay = OutboxRelay([db.cases], publish=lambda e, t: publish_event(publisher, e, t))
-
-    assert await relay.drain() == 2
-
-    records = await reader.until(lambda r: r.key == b"hr-1", count=2)
+    relay = relay_for(db, producer)
+    relay.start()
+    records = await reader.until(lambda r: r.key == b"hr-1", count=5)
     await reader.stop()
     assert [json.loads(r.value)["id"] for r in records] == [str(e.event.id) for e in events]
     assert dict(records[0].headers)["content-type"] == b"application/cloudevents+json"
-    doc = await db.cases.find_one({"_id": "hr-1"})
-    assert doc["outbox"] == [] and doc["outbox_pending"] == 0
-    assert await relay.drain() == 0  # nothing is published twice by a healthy relay
+    await eventually(lambda: _empty(db))
+    await relay.stop()
 
 
-async def test_relay_killed_between_store_and_publish_loses_no_event(infra, db, topic, publisher):
+async def _empty(db) -> bool:
+    return await outbox_rows(db) == 0
+
+
+async def test_a_rolled_back_unit_of_work_publishes_nothing(db, topic):
+    with pytest.raises(RuntimeError):
+        async with db.unit_of_work() as uow:
+            uow.emit(pending_on(topic, "hr-phantom"))
+            raise RuntimeError("the state change failed")
+    assert await outbox_rows(db) == 0, "no phantom event"
+
+
+async def test_a_commit_wakes_the_relay_at_once(infra, db, topic, producer):
+    relay = relay_for(db, producer)
+    relay.poll_seconds = 30.0  # only the NOTIFY can wake it in time
+    relay.start()
+    await eventually(lambda: _leading(relay))
+    reader = await TopicReader(infra.kafka_bootstrap_servers, topic).start(from_end=True)
+    async with db.unit_of_work() as uow:
+        uow.emit(pending_on(topic, "hr-woken"))
+    (record,) = await reader.until(lambda r: r.key == b"hr-woken", timeout=5)
+    await reader.stop()
+    await relay.stop()
+    assert json.loads(record.value)["subject"] == "hr-woken"
+
+
+async def _leading(relay) -> bool:
+    return relay.leading
+
+
+async def test_relay_killed_between_store_and_publish_loses_no_event(infra, db, topic, producer):
     stored = pending_on(topic, "hr-2")
-    await db.cases.insert_one(with_outbox({"_id": "hr-2"}, [stored]))
-    reached_publish = asyncio.Event()
+    async with db.unit_of_work() as uow:
+        uow.emit(stored)
 
-    async def hang(event, topic_name):  # the process dies while about to publish
-        reached_publish.set()
-        await asyncio.Event().wait()
+    class Hanging:  # the process dies while about to publish
+        reached = asyncio.Event()
 
-    dying = OutboxRelay([db.cases], publish=hang)
+        async def send(self, *args, **kwargs):
+            self.reached.set()
+            await asyncio.Event().wait()
+
+    dying = relay_for(db, Hanging())
     dying.start()
-    await asyncio.wait_for(reached_publish.wait(), 10)
-    await dying.stop()  # killed: nothing was published, nothing marked
-    assert (await db.cases.find_one({"_id": "hr-2"}))["outbox_pending"] == 1
+    await asyncio.wait_for(Hanging.reached.wait(), 10)
+    await dying.stop()
+    assert await outbox_rows(db) == 1, "killed before the broker had it: the row stays"
 
     reader = await TopicReader(infra.kafka_bootstrap_servers, topic).start(from_end=False)
-    restarted = OutboxRelay([db.cases], publish=lambda e, t: publish_event(publisher, e, t))
-    assert await restarted.drain() == 1
+    restarted = relay_for(db, producer)
+    restarted.start()
     records = await reader.until(lambda r: r.key == b"hr-2")
     await reader.stop()
+    await restarted.stop()
     assert [json.loads(r.value)["id"] for r in records] == [str(stored.event.id)]
 
 
-async def test_events_added_while_relaying_are_not_lost(infra, db, topic, publisher):
-    """A write that appends to the outbox while the relay publishes keeps the document pending."""
-    first, second = pending_on(topic, "hr-3"), pending_on(topic, "hr-3")
-    await db.cases.insert_one(with_outbox({"_id": "hr-3"}, [first]))
+async def test_two_instances_one_leader_and_a_standby_takes_over(infra, db, topic, producer):
+    first, second = relay_for(db, producer), relay_for(db, producer)
+    first.start()
+    await eventually(lambda: _leading(first))
+    second.start()
+    await asyncio.sleep(0.5)
+    assert not second.leading, "one leader per service database"
 
-    async def publish_then_write(event, topic_name):
-        await publish_event(publisher, event, topic_name)
-        await db.cases.update_one({"_id": "hr-3"}, outbox_update([second]))
-
-    assert await OutboxRelay([db.cases], publish=publish_then_write).drain() == 1
-    doc = await db.cases.find_one({"_id": "hr-3"})
-    assert doc["outbox_pending"] == 1 and [e["id"] for e in doc["outbox"]] == [str(second.event.id)]
+    reader = await TopicReader(infra.kafka_bootstrap_servers, topic).start(from_end=True)
+    await first.stop()  # the leader's process dies: its session ends, its lock is released
+    await eventually(lambda: _leading(second), timeout=5)
+    events = [pending_on(topic, "hr-3") for _ in range(20)]
+    for event in events:
+        async with db.unit_of_work() as uow:
+            uow.emit(event)
+    records = await reader.until(lambda r: r.key == b"hr-3", count=20)
+    await reader.stop()
+    await second.stop()
+    assert [json.loads(r.value)["id"] for r in records] == [str(e.event.id) for e in events]

@@ -1,172 +1,182 @@
-"""Help requests in intake's own MongoDB database."""
+"""Intake's tables in its own PostgreSQL database (migrations/). Repositories work on the
+connection of a unit of work (or on the pool, for reads); they hold no business rules."""
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+import asyncpg
 
 from services.intake.domain.location import RegisteredLocation
 from services.intake.domain.model import HelpRequest, Listing
 from shared import reference
-from shared.outbox import OutboxNotifier, PendingEvent, outbox_update, with_outbox
+from shared.db import Database
+from shared.unit_of_work import UnitOfWork
+
+# A unit of work's connection, or the Database for reads outside one.
+Conn = asyncpg.Connection | Database
+
+_COLUMNS = "id, library, registered_at, status, request, decisions, referrals, personal_data_erased_at"
 
 
-class AlreadyExists(Exception):
-    pass
+def _help_request(row: asyncpg.Record) -> HelpRequest:
+    return HelpRequest.model_validate({k: row[k] for k in _COLUMNS.split(", ")})
 
 
-class HelpRequestRepository(Protocol):
-    async def add(
-        self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str, data_key: bytes
-    ) -> None: ...
-    async def get_any(self, request_id: str) -> HelpRequest | None: ...
-    async def data_key(self, request_id: str) -> bytes | None: ...
-    async def erase(self, erased: HelpRequest, events: list[PendingEvent]) -> None: ...
-    async def with_personal_data_before(self, moment: datetime) -> list[str]: ...
-    async def get(self, request_id: str, library: str) -> HelpRequest | None: ...
-    async def get_with_fingerprint(self, request_id: str, library: str) -> tuple[HelpRequest | None, str | None]: ...
-    async def list(self, library: str, listing: Listing) -> list[HelpRequest]: ...
-    async def save_progress(self, help_request: HelpRequest) -> None: ...
+def _json(model_or_list: Any) -> Any:
+    """Pydantic models (or lists of them) as JSON values for jsonb columns."""
+    if isinstance(model_or_list, list):
+        return [m.model_dump(mode="json") for m in model_or_list]
+    return model_or_list.model_dump(mode="json")
 
 
-COLLECTION = "help_requests"
-_PROGRESS = ("status", "decisions", "referrals")
+class HelpRequests:
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
 
+    async def add(self, hr: HelpRequest, *, fingerprint: str, data_key: bytes) -> bool:
+        """Insert the visit; False if one with this id exists (an Idempotency-Key retried)."""
+        inserted = await self.conn.fetchval(
+            """INSERT INTO help_requests (id, library, registered_at, status, themes, request, fingerprint, data_key)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING true""",
+            hr.id,
+            hr.library,
+            hr.registered_at,
+            hr.status,
+            sorted({q.theme for q in hr.request.questions}),
+            _json(hr.request),
+            fingerprint,
+            data_key,
+        )
+        return bool(inserted)
 
-def _to_document(hr: HelpRequest) -> dict[str, Any]:
-    doc = hr.model_dump(mode="python")
-    doc["_id"] = doc.pop("id")
-    return doc
+    async def get(self, request_id: str, library: str, *, for_update: bool = False) -> HelpRequest | None:
+        """The visit if it is this library's (another library's id is as good as unknown)."""
+        lock = " FOR UPDATE" if for_update else ""
+        row = await self.conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM help_requests WHERE id = $1 AND library = $2{lock}", request_id, library
+        )
+        return _help_request(row) if row else None
 
+    async def get_any(self, request_id: str, *, for_update: bool = False) -> HelpRequest | None:
+        lock = " FOR UPDATE" if for_update else ""
+        row = await self.conn.fetchrow(f"SELECT {_COLUMNS} FROM help_requests WHERE id = $1{lock}", request_id)
+        return _help_request(row) if row else None
 
-def _from_document(doc: dict[str, Any]) -> HelpRequest:
-    return HelpRequest.model_validate({**doc, "id": doc["_id"]})
-
-
-_FIELDS = {"outbox": 0, "data_key": 0}
-
-
-class MongoHelpRequestRepository:
-    def __init__(self, db: AsyncDatabase, outbox: OutboxNotifier) -> None:
-        self.collection = db[COLLECTION]
-        self.outbox = outbox
-
-    async def ensure_indexes(self) -> None:
-        await self.collection.create_index([("library", 1), ("registered_at", -1)])
-
-    async def add(
-        self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str, data_key: bytes
-    ) -> None:
-        doc = with_outbox({**_to_document(help_request), "fingerprint": fingerprint, "data_key": data_key}, events)
-        try:
-            await self.collection.insert_one(doc)
-        except DuplicateKeyError:
-            raise AlreadyExists from None
-        self.outbox.written(COLLECTION, doc["_id"])
-
-    async def _own(self, request_id: str, library: str) -> dict[str, Any] | None:
-        # By _id alone, library checked here: FerretDB answers {_id, library} by scanning the
-        # whole collection (it pushes the string equality down instead of the _id).
-        doc = await self.collection.find_one({"_id": request_id}, _FIELDS)
-        return doc if doc and doc["library"] == library else None
-
-    async def get(self, request_id: str, library: str) -> HelpRequest | None:
-        doc = await self._own(request_id, library)
-        return _from_document(doc) if doc else None
-
-    async def get_any(self, request_id: str) -> HelpRequest | None:
-        doc = await self.collection.find_one({"_id": request_id}, _FIELDS)
-        return _from_document(doc) if doc else None
+    async def fingerprint(self, request_id: str, library: str) -> str | None:
+        return await self.conn.fetchval(
+            "SELECT fingerprint FROM help_requests WHERE id = $1 AND library = $2", request_id, library
+        )
 
     async def data_key(self, request_id: str) -> bytes | None:
-        doc = await self.collection.find_one({"_id": request_id}, {"data_key": 1})
-        return bytes(doc["data_key"]) if doc and doc.get("data_key") else None
+        return await self.conn.fetchval("SELECT data_key FROM help_requests WHERE id = $1", request_id)
 
-    async def erase(self, erased: HelpRequest, events: list[PendingEvent]) -> None:
-        """One write: contact details and notes gone, the data key destroyed, the fact recorded."""
-        doc = _to_document(erased)
-        update = outbox_update(events) | {
-            "$set": {"request": doc["request"], "personal_data_erased_at": doc["personal_data_erased_at"]},
-            "$unset": {"data_key": ""},
-        }
-        async with self.outbox.lock(COLLECTION, erased.id):
-            await self.collection.update_one({"_id": erased.id}, update)
-        self.outbox.written(COLLECTION, erased.id)
+    async def erase(self, erased: HelpRequest) -> None:
+        """Contact details and notes gone, the data key destroyed, in the caller's transaction."""
+        await self.conn.execute(
+            "UPDATE help_requests SET request = $2, personal_data_erased_at = $3, data_key = NULL WHERE id = $1",
+            erased.id,
+            _json(erased.request),
+            erased.personal_data_erased_at,
+        )
 
-    async def with_personal_data_before(self, moment: datetime) -> list[str]:
-        query = {"registered_at": {"$lt": moment}, "personal_data_erased_at": None}
-        return [doc["_id"] async for doc in self.collection.find(query, {"_id": 1}).limit(1000)]
-
-    async def get_with_fingerprint(self, request_id: str, library: str) -> tuple[HelpRequest | None, str | None]:
-        doc = await self._own(request_id, library)
-        return (_from_document(doc), doc.get("fingerprint")) if doc else (None, None)
+    async def with_personal_data_before(self, moment: datetime, limit: int = 1000) -> list[str]:
+        rows = await self.conn.fetch(
+            """SELECT id FROM help_requests WHERE personal_data_erased_at IS NULL AND registered_at < $1
+               ORDER BY registered_at LIMIT $2""",
+            moment,
+            limit,
+        )
+        return [r["id"] for r in rows]
 
     async def list(self, library: str, listing: Listing) -> list[HelpRequest]:
         """Newest first; `listing.after` is the (registered_at, id) of the last item seen."""
-        query: dict[str, Any] = {"library": library}
+        where, args = ["library = $1"], [library]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
         if listing.status:
-            query["status"] = listing.status
+            where.append(f"status = {arg(listing.status)}")
         if listing.theme:
-            query["request.questions.theme"] = listing.theme
-        span = {op: at for op, at in (("$gte", listing.registered_from), ("$lt", listing.registered_to)) if at}
-        if span:
-            query["registered_at"] = span
+            where.append(f"{arg(listing.theme)} = ANY(themes)")
+        if listing.registered_from:
+            where.append(f"registered_at >= {arg(listing.registered_from)}")
+        if listing.registered_to:
+            where.append(f"registered_at < {arg(listing.registered_to)}")
         if listing.after:
             at, last_id = listing.after
-            query["$or"] = [{"registered_at": {"$lt": at}}, {"registered_at": at, "_id": {"$lt": last_id}}]
-        cursor = self.collection.find(query, _FIELDS).sort([("registered_at", -1), ("_id", -1)]).limit(listing.limit)
-        return [_from_document(doc) async for doc in cursor]
+            where.append(f"(registered_at, id) < ({arg(at)}, {arg(last_id)})")
+        rows = await self.conn.fetch(
+            f"""SELECT {_COLUMNS} FROM help_requests WHERE {" AND ".join(where)}
+                ORDER BY registered_at DESC, id DESC LIMIT {arg(listing.limit)}""",
+            *args,
+        )
+        return [_help_request(r) for r in rows]
 
-    async def save_progress(self, help_request: HelpRequest) -> None:
-        """Store routing's progress. Applying an event again gives the same state (the domain
-        ignores repeated and older changes), so a re-delivered event has no second effect;
-        one consumer applies a request's events one at a time."""
-        doc = _to_document(help_request)
-        async with self.outbox.lock(COLLECTION, help_request.id):
-            await self.collection.update_one({"_id": help_request.id}, {"$set": {k: doc[k] for k in _PROGRESS}})
+    async def save_progress(self, hr: HelpRequest) -> None:
+        """Store routing's progress (the caller holds the row lock)."""
+        await self.conn.execute(
+            "UPDATE help_requests SET status = $2, decisions = $3, referrals = $4 WHERE id = $1",
+            hr.id,
+            hr.status,
+            _json(hr.decisions),
+            _json(hr.referrals),
+        )
 
 
-LIBRARIES = "libraries"
-
-
-class MongoLibraryRepository:
+class Libraries:
     """The libraries that run an IDO. The pilots are seeded on first start; more are added as data."""
 
-    def __init__(self, db: AsyncDatabase) -> None:
-        self.collection = db[LIBRARIES]
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
 
     async def seed(self) -> None:
-        for code, name in reference.PILOT_LIBRARIES.items():
-            doc = {"_id": code, "name": name, "pilot": True}
-            await self.collection.update_one({"_id": code}, {"$setOnInsert": doc}, upsert=True)
+        await self.conn.executemany(
+            "INSERT INTO libraries (code, name, pilot) VALUES ($1, $2, true) ON CONFLICT (code) DO NOTHING",
+            list(reference.PILOT_LIBRARIES.items()),
+        )
 
     async def all(self) -> list[dict[str, Any]]:
-        return [{"code": d["_id"], "name": d["name"]} async for d in self.collection.find({}).sort("_id", 1)]
+        return [dict(r) for r in await self.conn.fetch("SELECT code, name FROM libraries ORDER BY code")]
 
 
-LOCATIONS = "locations"
+class Locations:
+    """A library's IDO locations, keyed by (library, code)."""
 
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
 
-class MongoLocationRepository:
-    """A library's IDO locations; `_id` is `<library>:<code>`."""
-
-    def __init__(self, db: AsyncDatabase, outbox: OutboxNotifier) -> None:
-        self.collection = db[LOCATIONS]
-        self.outbox = outbox
-
-    async def put(self, registered: RegisteredLocation, events: list[PendingEvent]) -> None:
-        doc_id = f"{registered.library}:{registered.code}"
-        state = registered.model_dump(mode="json") | {"registered_at": registered.registered_at}
-        update = outbox_update(events) | {"$set": state}
-        async with self.outbox.lock(LOCATIONS, doc_id):
-            await self.collection.update_one({"_id": doc_id}, update, upsert=True)
-        self.outbox.written(LOCATIONS, doc_id)
+    async def put(self, registered: RegisteredLocation) -> None:
+        await self.conn.execute(
+            """INSERT INTO locations (library, code, location, registered_at) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (library, code) DO UPDATE SET location = excluded.location,
+                                                        registered_at = excluded.registered_at""",
+            registered.library,
+            registered.code,
+            _json(registered.location),
+            registered.registered_at,
+        )
 
     async def get(self, library: str, code: str) -> RegisteredLocation | None:
-        doc = await self.collection.find_one({"_id": f"{library}:{code}"}, {"outbox": 0})
-        return RegisteredLocation.model_validate(doc) if doc else None
+        row = await self.conn.fetchrow(
+            "SELECT library, code, location, registered_at FROM locations WHERE library = $1 AND code = $2",
+            library,
+            code,
+        )
+        return RegisteredLocation.model_validate(dict(row)) if row else None
 
     async def all(self, library: str) -> list[RegisteredLocation]:
-        cursor = self.collection.find({"library": library}, {"outbox": 0}).sort("code", 1)
-        return [RegisteredLocation.model_validate(doc) async for doc in cursor]
+        rows = await self.conn.fetch(
+            "SELECT library, code, location, registered_at FROM locations WHERE library = $1 ORDER BY code", library
+        )
+        return [RegisteredLocation.model_validate(dict(r)) for r in rows]
+
+
+class IntakeUnitOfWork:
+    """Intake's repositories on one transaction, and where its events go."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.help_requests = HelpRequests(uow.conn)
+        self.locations = Locations(uow.conn)
+        self.emit = uow.emit

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel
 
 from services.intake import handlers
-from services.intake.adapters.repository import HelpRequestRepository, MongoLibraryRepository, MongoLocationRepository
+from services.intake.adapters.repository import HelpRequests, IntakeUnitOfWork, Libraries, Locations
 from services.intake.domain.location import IdoLocation, RegisteredLocation
 from services.intake.domain.model import HelpRequest, Listing, RegisterHelpRequest, Status
 from shared import reference
 from shared.auth import Principal
+from shared.db import Database
 from shared.http import Problem, invalid_field, require_json
 from shared.logging import bound_context, get_logger
 from shared.outbox import EventFactory
@@ -64,12 +65,12 @@ def _cursor(after: str) -> tuple[datetime, str]:
 def build_router(
     *,
     authenticated,
-    repo: HelpRequestRepository,
-    libraries: MongoLibraryRepository,
-    locations: MongoLocationRepository,
+    db: Database,
     events: EventFactory,
 ) -> APIRouter:
     router = APIRouter(prefix="/v1")
+    # Reads go to the pool; every change runs in a unit of work.
+    repo, libraries, locations = HelpRequests(db), Libraries(db), Locations(db)
     Caller = Annotated[Principal, Depends(authenticated)]
 
     @router.post(
@@ -91,15 +92,15 @@ def build_router(
         correlation_id = request.headers.get("x-correlation-id") or str(uuid.uuid4())
         with bound_context(correlation_id=correlation_id, library=library):
             try:
-                help_request, created = await handlers.register_help_request(
-                    cmd,
-                    library=library,
-                    idempotency_key=idempotency_key,
-                    correlation_id=correlation_id,
-                    repo=repo,
-                    locations=locations,
-                    events=events,
-                )
+                async with db.unit_of_work() as tx:
+                    help_request, created = await handlers.register_help_request(
+                        cmd,
+                        library=library,
+                        idempotency_key=idempotency_key,
+                        correlation_id=correlation_id,
+                        uow=IntakeUnitOfWork(tx),
+                        events=events,
+                    )
             except handlers.UnknownLocation:
                 raise invalid_field("location", "not a registered IDO location of this library") from None
             except handlers.IdempotencyConflict:
@@ -144,9 +145,15 @@ def build_router(
             raise Problem(403, "Only the library or the KB can erase personal data")
         library = caller.organisation if caller.role == "library" else None
         try:
-            return await handlers.erase_personal_data(
-                request_id, library=library, reason="request", repo=repo, events=events, now=datetime.now(UTC)
-            )
+            async with db.unit_of_work() as tx:
+                return await handlers.erase_personal_data(
+                    request_id,
+                    library=library,
+                    reason="request",
+                    uow=IntakeUnitOfWork(tx),
+                    events=events,
+                    now=datetime.now(UTC),
+                )
         except handlers.NotFound:
             raise Problem(404, "Help request not found") from None
 
@@ -167,7 +174,10 @@ def build_router(
         code: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")], location: IdoLocation, caller: Caller
     ) -> RegisteredLocation:
         """Register or update one of the caller's IDO locations (opening hours, staffing)."""
-        return await handlers.register_location(code, location, library=_library(caller), repo=locations, events=events)
+        async with db.unit_of_work() as tx:
+            return await handlers.register_location(
+                code, location, library=_library(caller), uow=IntakeUnitOfWork(tx), events=events
+            )
 
     @router.get("/locations", response_model=list[RegisteredLocation], tags=["locations"])
     async def list_locations(caller: Caller) -> list[RegisteredLocation]:

@@ -1,14 +1,14 @@
-"""Intake's handlers against an in-memory repository (no database)."""
+"""Intake's handlers against an in-memory unit of work (no database)."""
 
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.intake import handlers
-from services.intake.adapters.repository import AlreadyExists
 from services.intake.domain.location import IdoLocation, RegisteredLocation
 from services.intake.domain.model import HelpRequest, RegisterHelpRequest
 from shared.events.catalog import HelpRequestRouted, QuestionDecision
@@ -22,47 +22,42 @@ EMAIL = "j.jansen@example.org"
 
 
 class FakeHelpRequestRepository:
-    """Keyed by id alone, like the Mongo `_id`."""
-
     def __init__(self) -> None:
-        self.stored: dict[str, tuple[HelpRequest, list[PendingEvent], str]] = {}
+        self.stored: dict[str, tuple[HelpRequest, str]] = {}
         self.progress: list[HelpRequest] = []
         self.keys: dict[str, bytes] = {}
-        self.erased: dict[str, tuple[HelpRequest, list[PendingEvent]]] = {}
+        self.erased: dict[str, HelpRequest] = {}
 
-    async def add(
-        self, help_request: HelpRequest, events: list[PendingEvent], *, fingerprint: str, data_key: bytes
-    ) -> None:
+    async def add(self, help_request: HelpRequest, *, fingerprint: str, data_key: bytes) -> bool:
         if help_request.id in self.stored:
-            raise AlreadyExists
-        self.stored[help_request.id] = (help_request, list(events), fingerprint)
+            return False
+        self.stored[help_request.id] = (help_request, fingerprint)
         self.keys[help_request.id] = data_key
+        return True
 
-    async def get(self, request_id: str, library: str) -> HelpRequest | None:
-        hr, _, _ = self.stored.get(request_id, (None, None, None))
+    async def get(self, request_id: str, library: str, *, for_update: bool = False) -> HelpRequest | None:
+        hr, _ = self.stored.get(request_id, (None, None))
         return hr if hr is not None and hr.library == library else None
 
-    async def get_with_fingerprint(self, request_id: str, library: str) -> tuple[HelpRequest | None, str | None]:
-        hr = await self.get(request_id, library)
-        return (hr, self.stored[request_id][2]) if hr else (None, None)
-
-    async def list(self, library: str, *, limit: int, after: str | None) -> list[HelpRequest]:
-        return [hr for hr, _, _ in self.stored.values() if hr.library == library][:limit]
+    async def fingerprint(self, request_id: str, library: str) -> str | None:
+        return self.stored[request_id][1] if await self.get(request_id, library) else None
 
     async def save_progress(self, help_request: HelpRequest) -> None:
         self.progress.append(help_request)
 
-    async def get_any(self, request_id: str) -> HelpRequest | None:
+    async def get_any(self, request_id: str, *, for_update: bool = False) -> HelpRequest | None:
         found = self.stored.get(request_id)
         return found[0] if found else None
 
-    async def erase(self, erased: HelpRequest, events: list[PendingEvent]) -> None:
-        self.erased[erased.id] = (erased, events)
-        self.stored[erased.id] = (erased, *self.stored[erased.id][1:])
+    async def erase(self, erased: HelpRequest) -> None:
+        self.erased[erased.id] = erased
+        self.stored[erased.id] = (erased, self.stored[erased.id][1])
         self.keys.pop(erased.id, None)
 
     async def with_personal_data_before(self, moment: datetime) -> list[str]:
-        return [i for i in self.before(moment) if self.stored[i][0].personal_data_erased_at is None]
+        return [
+            i for i, (h, _) in self.stored.items() if h.registered_at < moment and h.personal_data_erased_at is None
+        ]
 
 
 def command(**overrides) -> RegisterHelpRequest:
@@ -90,30 +85,51 @@ def intake_events() -> EventFactory:
 
 class FakeLocations:
     def __init__(self) -> None:
-        self.stored: dict[tuple[str, str], tuple[RegisteredLocation, list[PendingEvent]]] = {}
+        self.stored: dict[tuple[str, str], RegisteredLocation] = {}
 
-    async def put(self, registered: RegisteredLocation, events: list[PendingEvent]) -> None:
-        self.stored[(registered.library, registered.code)] = (registered, events)
+    async def put(self, registered: RegisteredLocation) -> None:
+        self.stored[(registered.library, registered.code)] = registered
 
     async def get(self, library: str, code: str) -> RegisteredLocation | None:
-        found = self.stored.get((library, code))
-        return found[0] if found else None
+        return self.stored.get((library, code))
 
 
-async def register(repo, cmd=None, *, library="katwijk", key=None, correlation_id="corr-1", locations=None):
+class FakeUnitOfWork:
+    """What a transaction holds: the repositories, and the events emitted in it."""
+
+    def __init__(self) -> None:
+        self.help_requests = FakeHelpRequestRepository()
+        self.locations = FakeLocations()
+        self.emitted: list[PendingEvent] = []
+
+    def emit(self, *events: PendingEvent) -> None:
+        self.emitted.extend(events)
+
+    @property
+    def stored(self):
+        return self.help_requests.stored
+
+    def events_of(self, request_id: str) -> list[PendingEvent]:
+        return [e for e in self.emitted if e.event.subject == request_id]
+
+    @asynccontextmanager
+    async def start(self):
+        yield self
+
+
+async def register(uow, cmd=None, *, library="katwijk", key=None, correlation_id="corr-1"):
     return await handlers.register_help_request(
         cmd or command(),
         library=library,
         idempotency_key=key,
         correlation_id=correlation_id,
-        repo=repo,
-        locations=locations or FakeLocations(),
+        uow=uow,
         events=intake_events(),
     )
 
 
 async def test_a_registered_location_can_be_named_and_an_unknown_one_is_refused():
-    locations, repo = FakeLocations(), FakeHelpRequestRepository()
+    uow = FakeUnitOfWork()
     location = IdoLocation(
         name="Bibliotheek Katwijk",
         postcode="2221 KG",
@@ -121,27 +137,28 @@ async def test_a_registered_location_can_be_named_and_an_unknown_one_is_refused(
         opening_hours=[{"day": "tue", "opens": "10:00", "closes": "12:00"}],
     )
     registered = await handlers.register_location(
-        "centrum", location, library="katwijk", repo=locations, events=intake_events()
+        "centrum", location, library="katwijk", uow=uow, events=intake_events()
     )
-    [pending] = locations.stored[("katwijk", "centrum")][1]
+    [pending] = uow.emitted
     assert pending.topic == "ido.libraries.v1" and pending.event.subject == "katwijk:centrum"
     assert pending.event.data["opening_hours_per_week"] == 2.0 and registered.code == "centrum"
 
-    hr, created = await register(repo, command(location="centrum"), locations=locations)
+    hr, created = await register(uow, command(location="centrum"))
     assert created and hr.request.location == "centrum"
     with pytest.raises(handlers.UnknownLocation):
-        await register(repo, command(location="elders"), locations=locations)
+        await register(uow, command(location="elders"))
     with pytest.raises(handlers.UnknownLocation):  # another library's location is not yours
-        await register(repo, command(location="centrum"), library="venlo", locations=locations)
+        await register(uow, command(location="centrum"), library="venlo")
 
 
 async def test_register_stores_request_with_one_help_requested_event():
-    repo = FakeHelpRequestRepository()
-    hr, created = await register(repo, correlation_id="corr-42")
+    uow = FakeUnitOfWork()
+    hr, created = await register(uow, correlation_id="corr-42")
 
     assert created is True
-    stored, events, _ = repo.stored[hr.id]
+    stored, _ = uow.stored[hr.id]
     assert stored == hr
+    events = uow.events_of(hr.id)
     assert len(events) == 1
     [pending] = events
     assert pending.topic == "ido.help-requests.v1"
@@ -151,9 +168,9 @@ async def test_register_stores_request_with_one_help_requested_event():
 
 
 async def test_event_carries_classification_and_referral_choices():
-    repo = FakeHelpRequestRepository()
-    hr, _ = await register(repo)
-    data = repo.stored[hr.id][1][0].event.data
+    uow = FakeUnitOfWork()
+    hr, _ = await register(uow)
+    data = uow.events_of(hr.id)[0].event.data
 
     assert data["help_request_id"] == hr.id
     assert data["library"] == "katwijk"
@@ -166,17 +183,17 @@ async def test_event_carries_classification_and_referral_choices():
 
 
 async def test_event_without_referral_has_no_consent_and_no_preference():
-    repo = FakeHelpRequestRepository()
-    hr, _ = await register(repo, command(referral=None))
-    data = repo.stored[hr.id][1][0].event.data
+    uow = FakeUnitOfWork()
+    hr, _ = await register(uow, command(referral=None))
+    data = uow.events_of(hr.id)[0].event.data
     assert data["referral_consent"] is False
     assert data["contact_preference"] is None
 
 
 async def test_event_bytes_hold_no_note_and_no_contact_details():
-    repo = FakeHelpRequestRepository()
-    hr, _ = await register(repo)
-    raw = repo.stored[hr.id][1][0].event.to_bytes()
+    uow = FakeUnitOfWork()
+    hr, _ = await register(uow)
+    raw = uow.events_of(hr.id)[0].event.to_bytes()
     # The stored request itself does hold them: the check below is meaningful.
     assert NOTE in hr.model_dump_json()
 
@@ -187,40 +204,40 @@ async def test_event_bytes_hold_no_note_and_no_contact_details():
 
 
 async def test_same_key_and_command_returns_the_first_request():
-    repo = FakeHelpRequestRepository()
-    first, created_first = await register(repo, key="k-1")
-    second, created_second = await register(repo, key="k-1")
+    uow = FakeUnitOfWork()
+    first, created_first = await register(uow, key="k-1")
+    second, created_second = await register(uow, key="k-1")
 
     assert (created_first, created_second) == (True, False)
     assert second.id == first.id
     assert second == first
-    assert len(repo.stored) == 1
-    assert len(repo.stored[first.id][1]) == 1
+    assert len(uow.stored) == 1
+    assert len(uow.events_of(first.id)) == 1, "the retry emits no second event"
 
 
 async def test_same_key_with_different_command_is_a_conflict():
-    repo = FakeHelpRequestRepository()
-    await register(repo, key="k-1")
+    uow = FakeUnitOfWork()
+    await register(uow, key="k-1")
     with pytest.raises(handlers.IdempotencyConflict):
-        await register(repo, command(duration_minutes=30), key="k-1")
-    assert len(repo.stored) == 1
+        await register(uow, command(duration_minutes=30), key="k-1")
+    assert len(uow.stored) == 1
 
 
 async def test_same_key_in_two_libraries_gives_two_requests():
-    repo = FakeHelpRequestRepository()
-    a, created_a = await register(repo, library="katwijk", key="k-1")
-    b, created_b = await register(repo, library="venlo", key="k-1")
+    uow = FakeUnitOfWork()
+    a, created_a = await register(uow, library="katwijk", key="k-1")
+    b, created_b = await register(uow, library="venlo", key="k-1")
     assert a.id != b.id
     assert created_a and created_b
-    assert len(repo.stored) == 2
+    assert len(uow.stored) == 2
 
 
 async def test_without_key_every_call_creates_a_new_request():
-    repo = FakeHelpRequestRepository()
-    a, _ = await register(repo)
-    b, _ = await register(repo)
+    uow = FakeUnitOfWork()
+    a, _ = await register(uow)
+    b, _ = await register(uow)
     assert a.id != b.id
-    assert len(repo.stored) == 2
+    assert len(uow.stored) == 2
 
 
 def stored_request(request_id="hr-1", library="katwijk") -> HelpRequest:
@@ -233,9 +250,9 @@ def routed_event(data: HelpRequestRouted):
 
 
 async def test_routed_event_marks_request_referred_with_its_referrals():
-    repo = FakeHelpRequestRepository()
+    uow = FakeUnitOfWork()
     hr = stored_request()
-    repo.stored[hr.id] = (hr, [], "fp")
+    uow.stored[hr.id] = (hr, "fp")
     data = HelpRequestRouted(
         help_request_id=hr.id,
         library="katwijk",
@@ -246,11 +263,12 @@ async def test_routed_event_marks_request_referred_with_its_referrals():
     )
     event = routed_event(data)
 
-    await handlers.on_help_request_routed(event, data, repo=repo)
-    await handlers.on_help_request_routed(event, data, repo=repo)  # re-delivered
+    await handlers.on_help_request_routed(event, data, uow)
+    await handlers.on_help_request_routed(event, data, uow)  # applied again
 
-    assert repo.progress[0] == repo.progress[1], "applying an event again changes nothing"
-    saved = repo.progress[0]
+    progress = uow.help_requests.progress
+    assert progress[0] == progress[1], "applying an event again changes nothing"
+    saved = progress[0]
 
     assert saved.id == hr.id
     assert saved.status == "referred"
@@ -261,42 +279,45 @@ async def test_routed_event_marks_request_referred_with_its_referrals():
 
 
 async def test_routed_event_for_unknown_request_raises_lookup_error():
-    repo = FakeHelpRequestRepository()
+    uow = FakeUnitOfWork()
     data = HelpRequestRouted(help_request_id="missing", library="katwijk", decisions=[])
     with pytest.raises(LookupError):
-        await handlers.on_help_request_routed(routed_event(data), data, repo=repo)
-    assert repo.progress == []
+        await handlers.on_help_request_routed(routed_event(data), data, uow)
+    assert uow.help_requests.progress == []
 
 
 async def test_routed_event_for_request_of_another_library_raises_lookup_error():
-    repo = FakeHelpRequestRepository()
+    uow = FakeUnitOfWork()
     hr = stored_request(library="venlo")
-    repo.stored[hr.id] = (hr, [], "fp")
+    uow.stored[hr.id] = (hr, "fp")
     data = HelpRequestRouted(help_request_id=hr.id, library="katwijk", decisions=[])
     with pytest.raises(LookupError):
-        await handlers.on_help_request_routed(routed_event(data), data, repo=repo)
-    assert repo.progress == []
+        await handlers.on_help_request_routed(routed_event(data), data, uow)
+    assert uow.help_requests.progress == []
 
 
 async def test_personal_data_travels_sealed_with_the_requests_own_key():
-    repo = FakeHelpRequestRepository()
-    hr, _ = await register(repo)
-    [pending] = repo.stored[hr.id][1]
-    opened = unseal(repo.keys[hr.id], pending.event.data["sealed"], bound_to=hr.id)
+    uow = FakeUnitOfWork()
+    hr, _ = await register(uow)
+    [pending] = uow.events_of(hr.id)
+    opened = unseal(uow.help_requests.keys[hr.id], pending.event.data["sealed"], bound_to=hr.id)
     assert opened["contact"]["phone"] == PHONE and NOTE in opened["notes"].values()
 
 
 async def test_retention_erases_old_personal_data_once_and_keeps_the_registration():
-    repo = FakeHelpRequestRepository()
-    hr, _ = await register(repo)
-    repo.before = lambda moment: [i for i, (h, _, _) in repo.stored.items() if h.registered_at < moment]
+    uow = FakeUnitOfWork()
+    hr, _ = await register(uow)
     now = hr.registered_at + timedelta(days=31)
 
-    assert await handlers.purge_expired(retention=timedelta(days=31), repo=repo, events=intake_events(), now=now) == 0
-    erased = await handlers.purge_expired(retention=timedelta(days=30), repo=repo, events=intake_events(), now=now)
-    assert erased == 1
-    kept, [fact] = repo.erased[hr.id]
+    def purge(days: int):
+        return handlers.purge_expired(retention=timedelta(days=days), start=uow.start, events=intake_events(), now=now)
+
+    assert await purge(31) == 0
+    assert await purge(30) == 1
+    assert await purge(30) == 0, "erased once"
+    kept = uow.help_requests.erased[hr.id]
+    [_, fact] = uow.events_of(hr.id)
     assert kept.request.referral.contact is None and kept.request.questions[0].note is None
     assert kept.request.questions[0].theme == hr.request.questions[0].theme
     assert fact.event.type == "nl.ido.PersonalDataErased" and fact.event.data["reason"] == "retention"
-    assert hr.id not in repo.keys, "the data key is destroyed"
+    assert hr.id not in uow.help_requests.keys, "the data key is destroyed"

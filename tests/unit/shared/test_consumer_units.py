@@ -1,9 +1,9 @@
-"""EventConsumer.process with a fake broker and a fake processed_events collection."""
+"""EventConsumer.process with a fake broker and a fake database whose units of work commit
+the processed-event records only when the handler succeeded (as a transaction does)."""
 
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-
-from pymongo.errors import DuplicateKeyError
 
 from shared.consuming import EventConsumer, PermanentError
 from shared.events.catalog import HelpRequestRouted, QuestionDecision
@@ -20,23 +20,28 @@ class FakeBroker:
         self.published.append({"body": body, "topic": topic, "key": key, "headers": headers})
 
 
-class FakeCollection:
+class FakeUnitOfWork:
+    def __init__(self, committed: dict[str, dict[str, Any]]) -> None:
+        self.committed = committed
+        self.recorded: dict[str, dict[str, Any]] = {}
+
+    async def first_delivery(self, consumer: str, event_id) -> bool:
+        key = f"{consumer}:{event_id}"
+        if key in self.committed or key in self.recorded:
+            return False
+        self.recorded[key] = {"consumer": consumer}
+        return True
+
+
+class FakeDb:
     def __init__(self) -> None:
-        self.docs: dict[str, dict[str, Any]] = {}
+        self.docs: dict[str, dict[str, Any]] = {}  # committed processed-event records
 
-    async def find_one(self, query, projection=None):
-        doc = self.docs.get(query["_id"])
-        return {"_id": doc["_id"]} if doc else None
-
-    async def insert_one(self, doc):
-        if doc["_id"] in self.docs:
-            raise DuplicateKeyError("duplicate")
-        self.docs[doc["_id"]] = doc
-
-
-class FakeDb(dict):
-    def __init__(self) -> None:
-        super().__init__(processed_events=FakeCollection())
+    @asynccontextmanager
+    async def unit_of_work(self):
+        uow = FakeUnitOfWork(self.docs)
+        yield uow  # an exception here is a rollback: nothing recorded
+        self.docs.update(uow.recorded)
 
 
 @dataclass
@@ -56,16 +61,16 @@ class Handler:
         self.exc = exc or RuntimeError("database down")
         self.calls: list[tuple[Any, Any]] = []
 
-    async def __call__(self, event, data):
+    async def __call__(self, event, data, uow):
         self.calls.append((event, data))
         if self.failures is None or len(self.calls) <= self.failures:
             raise self.exc
 
 
-def consumer(max_attempts: int = 4) -> tuple[EventConsumer, FakeBroker, FakeCollection]:
+def consumer(max_attempts: int = 4) -> tuple[EventConsumer, FakeBroker, FakeDb]:
     broker, db = FakeBroker(), FakeDb()
     c = EventConsumer(broker=broker, db=db, group_id="g", max_attempts=max_attempts, backoff_seconds=0)
-    return c, broker, db["processed_events"]
+    return c, broker, db
 
 
 def routed_event():

@@ -1,9 +1,8 @@
-"""Building events and outbox documents (no database)."""
+"""Building events (no database)."""
 
-import json
 
 from shared.events.catalog import HelpRequestRouted, QuestionDecision, ReferredToAgency
-from shared.outbox import EventFactory, PendingEvent, outbox_update, with_outbox
+from shared.outbox import EventFactory
 
 OIN = "00000001234567890000"
 
@@ -48,37 +47,4 @@ def test_create_serialises_data_as_json():
         "rejected_target": None,
         "category": None,
         "theme": None,
-    }
-
-
-def test_pending_event_document_stores_the_serialised_envelope():
-    pending = factory().create(referral(), correlation_id="c")
-    doc = pending.to_document()
-    assert doc["id"] == str(pending.event.id)
-    assert doc["topic"] == pending.topic
-    assert json.loads(doc["value"])["subject"] == "ref-1"
-
-
-def test_with_outbox_with_events():
-    events = [factory().create(referral(1), correlation_id="c"), factory().create(referral(2), correlation_id="c")]
-    doc = with_outbox({"_id": "hr-1", "library": "katwijk"}, events)
-    assert doc["_id"] == "hr-1"
-    assert doc["library"] == "katwijk"
-    assert doc["outbox_pending"] == 2
-    assert [entry["id"] for entry in doc["outbox"]] == [str(e.event.id) for e in events]
-
-
-def test_with_outbox_without_events():
-    original = {"_id": "hr-1"}
-    doc = with_outbox(original, [])
-    assert doc == {"_id": "hr-1", "outbox": [], "outbox_pending": 0}
-    assert original == {"_id": "hr-1"}  # input not mutated
-
-
-def test_outbox_update_shape():
-    events: list[PendingEvent] = [factory().create(referral(), correlation_id="c")]
-    update = outbox_update(events)
-    assert update == {
-        "$push": {"outbox": {"$each": [events[0].to_document()]}},
-        "$inc": {"outbox_pending": 1},
     }

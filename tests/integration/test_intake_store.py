@@ -1,0 +1,137 @@
+"""Intake on the real PostgreSQL: a visit and its event commit together, an Idempotency-Key
+retried at once on two instances gives one visit and one event, erasure leaves nothing
+personal in the table, and the queries a request runs use their indexes."""
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.intake import handlers
+from services.intake.adapters.repository import HelpRequests, IntakeUnitOfWork
+from services.intake.domain.model import Listing, RegisterHelpRequest
+from shared.outbox import EventFactory
+
+pytestmark = pytest.mark.infra
+
+EVENTS = EventFactory(service="intake", oin="00000001003214345000", base_url="http://127.0.0.1:8001")
+NOTE, PHONE = "Mevrouw wil hulp bij de huurtoeslag", "0612345678"
+
+
+def command(**overrides) -> RegisterHelpRequest:
+    return RegisterHelpRequest.model_validate(
+        {
+            "channel": "walk_in",
+            "questions": [
+                {"category": "digital_government", "theme": "toeslagen", "subtheme": "huurtoeslag", "note": NOTE}
+            ],
+            "referral": {"consent": True, "contact_preference": "phone", "contact": {"name": "J.", "phone": PHONE}},
+        }
+        | overrides
+    )
+
+
+async def register(db, cmd=None, key=None, library="katwijk"):
+    async with db.unit_of_work() as tx:
+        return await handlers.register_help_request(
+            cmd or command(),
+            library=library,
+            idempotency_key=key,
+            correlation_id="c",
+            uow=IntakeUnitOfWork(tx),
+            events=EVENTS,
+        )
+
+
+async def test_a_visit_and_its_event_commit_together(migrated):
+    db = await migrated("intake")
+    hr, created = await register(db)
+    assert created
+    row = await db.fetchrow("SELECT status, themes FROM help_requests WHERE id = $1", hr.id)
+    assert (row["status"], row["themes"]) == ("received", ["toeslagen"])
+    [event] = await db.fetch("SELECT topic, key, value FROM outbox")
+    assert event["topic"] == "ido.help-requests.v1" and event["key"] == hr.id.encode()
+    assert NOTE not in event["value"].decode() and PHONE not in event["value"].decode()
+
+
+async def test_one_key_retried_at_once_on_two_instances_gives_one_visit_and_one_event(migrated):
+    first, second = await migrated("intake"), await migrated("intake")
+    results = await asyncio.gather(*(register(db, key="retry-1") for db in [first, second] * 5))
+    assert len({hr.id for hr, _ in results}) == 1
+    assert sorted(created for _, created in results) == [False] * 9 + [True]
+    assert await first.fetchval("SELECT count(*) FROM help_requests") == 1
+    assert await first.fetchval("SELECT count(*) FROM outbox") == 1
+    with pytest.raises(handlers.IdempotencyConflict):
+        await register(second, command(duration_minutes=12), key="retry-1")
+
+
+async def test_erasure_leaves_nothing_personal_in_the_table(migrated):
+    db = await migrated("intake")
+    hr, _ = await register(db)
+    async with db.unit_of_work() as tx:
+        await handlers.erase_personal_data(
+            hr.id, library=None, reason="request", uow=IntakeUnitOfWork(tx), events=EVENTS, now=datetime.now(UTC)
+        )
+    row = await db.fetchrow("SELECT request, data_key, personal_data_erased_at FROM help_requests WHERE id = $1", hr.id)
+    stored = json.dumps(row["request"])
+    assert NOTE not in stored and PHONE not in stored and "J." not in stored
+    assert row["data_key"] is None and row["personal_data_erased_at"] is not None
+    assert json.loads(stored)["questions"][0]["theme"] == "toeslagen", "the registration stays for the monitor"
+
+
+async def test_retention_on_two_instances_erases_each_visit_once(migrated):
+    first, second = await migrated("intake"), await migrated("intake")
+    for _ in range(20):
+        await register(first)
+
+    def start(db):
+        from contextlib import asynccontextmanager
+
+        @asynccontextmanager
+        async def unit_of_work():
+            async with db.unit_of_work() as tx:
+                yield IntakeUnitOfWork(tx)
+
+        return unit_of_work
+
+    later = datetime.now(UTC) + timedelta(days=31)
+    await asyncio.gather(
+        *(
+            handlers.purge_expired(retention=timedelta(days=30), start=start(db), events=EVENTS, now=later)
+            for db in (first, second)
+        )
+    )
+    assert await first.fetchval("SELECT count(*) FROM help_requests WHERE data_key IS NOT NULL") == 0
+    erased = await first.fetchval(
+        "SELECT count(*) FROM outbox WHERE convert_from(value, 'UTF8') LIKE '%nl.ido.PersonalDataErased%'"
+    )
+    assert erased == 20, "one PersonalDataErased per visit, although both instances ran the check"
+
+
+async def test_listing_pages_through_a_librarys_own_visits_newest_first(migrated):
+    db = await migrated("intake")
+    mine = [(await register(db))[0] for _ in range(5)]
+    await register(db, library="venlo")
+    repo = HelpRequests(db)
+    page1 = await repo.list("katwijk", Listing(limit=3))
+    page2 = await repo.list("katwijk", Listing(limit=3, after=(page1[-1].registered_at, page1[-1].id)))
+    assert [h.id for h in page1 + page2] == [
+        h.id for h in sorted(mine, key=lambda h: (h.registered_at, h.id), reverse=True)
+    ]
+    assert await repo.list("katwijk", Listing(theme="belastingen")) == []
+
+
+async def test_the_queries_of_a_request_use_their_indexes(migrated):
+    db = await migrated("intake")
+    plans = {
+        "by id": "SELECT * FROM help_requests WHERE id = 'x' AND library = 'katwijk'",
+        "listing": "SELECT * FROM help_requests WHERE library = 'katwijk' ORDER BY registered_at DESC, id DESC",
+        "retention": "SELECT id FROM help_requests WHERE personal_data_erased_at IS NULL AND registered_at < now()"
+        " ORDER BY registered_at",
+    }
+    async with db.pool.acquire() as conn:
+        await conn.execute("SET enable_seqscan = off")  # on a tiny table the planner would scan anyway
+        for name, query in plans.items():
+            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {query}"))
+            assert "Seq Scan" not in plan, f"{name}: {plan}"
