@@ -1,18 +1,17 @@
-"""Wires routing: settings, database, broker, repository, HTTP routes, subscriptions and the
-service-level watch."""
+"""Wires routing: settings, database (migrated at start, reference data seeded), broker, HTTP
+routes, subscriptions, the service-level watch and webhooks."""
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 from pydantic import Field
 
-from services.routing import handlers
 from services.routing.adapters.intake_keys import IntakeKeys
-from services.routing.adapters.repository import CASES, REFERRALS, MongoRoutingRepository
+from services.routing.adapters.repository import RoutingUnitOfWork, seed_reference_data
 from services.routing.adapters.topics import KafkaReferralTopics
-from services.routing.entrypoints import consumers, http, webhooks
+from services.routing.entrypoints import consumers, http, service_levels, webhooks
 from shared import credentials
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime, utc_now
@@ -28,7 +27,7 @@ class RoutingSettings(ServiceSettings):
     service_name: str = "routing"
     port: int = 8002
     # Response time an organisation has to bring a referral to a final status, unless its own
-    # `response_hours` is set in the organisations collection. Five days: a working week.
+    # `response_hours` is set in the organisations table. Five days: a working week.
     default_response_hours: int = Field(120, ge=1)
     # How often the service-level watch looks for overdue referrals.
     sla_check_seconds: float = Field(60.0, gt=0)
@@ -47,29 +46,32 @@ async def _own_service_credential(settings: RoutingSettings) -> str:
 
 def build_app(settings: RoutingSettings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     settings = settings or RoutingSettings()
-    runtime = ServiceRuntime(settings, outbox_collections=[CASES, REFERRALS])
-    repo = MongoRoutingRepository(runtime.db, timedelta(hours=settings.default_response_hours), runtime.relay)
+    runtime = ServiceRuntime(settings, migrations_dir=Path(__file__).parent / "migrations")
     handover_url = settings.public_base_url + http.HANDOVER_PATH
-    consumers.subscribe(runtime.consumer, repo, runtime.events, handover_url, KafkaReferralTopics(settings), clock)
+    consumers.subscribe(
+        runtime.consumer,
+        runtime.events,
+        handover_url,
+        KafkaReferralTopics(settings),
+        timedelta(hours=settings.default_response_hours),
+        clock,
+    )
 
     async def watch_service_levels() -> None:
-        while True:
-            try:
-                await handlers.notify_overdue(repo=repo, events=runtime.events, now=clock())
-            except Exception:
-                log.exception("service-level check failed; retrying")
-            await asyncio.sleep(settings.sla_check_seconds)
+        await service_levels.watch(runtime.db, runtime.events, clock, settings.sla_check_seconds)
 
     runtime.add_background(watch_service_levels)
     keys = IntakeKeys(settings.intake_url)
 
     async def prepare() -> None:
-        await repo.prepare()
+        async with runtime.db.unit_of_work() as tx:
+            await seed_reference_data(RoutingUnitOfWork(tx))
         keys.use(settings.service_credential or await _own_service_credential(settings))
 
     app = runtime.http_app(title="IDO routing API", api_version=API_VERSION, on_start=prepare)
-    app.include_router(
-        http.build_router(authenticated=runtime.authenticated, repo=repo, events=runtime.events, keys=keys, clock=clock)
+    router = http.build_router(
+        authenticated=runtime.authenticated, db=runtime.db, events=runtime.events, keys=keys, clock=clock
     )
+    app.include_router(router)
     webhooks.install(runtime, app, settings)
     return app

@@ -1,12 +1,14 @@
-"""Routing's use cases: one function per event or command. Inputs and outputs are domain
-objects; the repository, event factory and clock are handed in by the wiring."""
+"""Routing's use cases: one function per event or command, each run in one unit of work (one
+transaction): the state change, its events (outbox rows) and, for a consumed event, the
+processed record commit together. Inputs and outputs are domain objects; the unit of work,
+event factory and clock are handed in by the wiring."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from services.routing.adapters.repository import ConcurrentChange, RoutingRepository
+from services.routing.adapters.repository import Cases, RoutingUnitOfWork
 from services.routing.domain.model import decide
-from services.routing.domain.referral import Referral
+from services.routing.domain.referral import Referral, response_time
 from shared.auth import Principal
 from shared.events.catalog import (
     HelpRequested,
@@ -35,15 +37,21 @@ async def on_help_requested(
     event: CloudEvent,
     data: HelpRequested,
     *,
-    repo: RoutingRepository,
+    uow: RoutingUnitOfWork,
     events: EventFactory,
     handover_url: str,
     topics: ReferralTopics,
+    default_response_time: timedelta,
     now: datetime,
-) -> None:
-    """Decide every question. Referrals are stored first (idempotently); the case with
-    HelpRequestRouted and one ReferredToAgency per referral is the single commit point."""
-    rules = await repo.rules()
+) -> bool:
+    """Decide every question; store the case, its referrals, HelpRequestRouted and one
+    ReferredToAgency per referral. The case's primary key makes this happen once per help
+    request: False (and nothing stored or emitted) if it was routed before."""
+    rules = await uow.rules.matching(
+        themes={q.theme for q in data.questions},
+        municipality=data.municipality,
+        targets={q.target for q in data.questions if q.target},
+    )
     decisions = [
         decide(
             data.help_request_id,
@@ -55,11 +63,16 @@ async def on_help_requested(
         )
         for q in data.questions
     ]
+    routed = HelpRequestRouted(help_request_id=data.help_request_id, library=data.library, decisions=decisions)
+    if not await uow.cases.add(routed, sealed=data.sealed, at=now):
+        return False
+    referred = [d for d in decisions if d.outcome == "referred" and d.referral_id and d.organisation]
+    hours = await uow.organisations.response_hours({str(d.organisation) for d in referred})
     questions = {q.index: q for q in data.questions}
     referrals = [
         Referral.send(
             sent_at=now,
-            response_time=await repo.response_time(d.organisation),
+            response_time=response_time(hours.get(str(d.organisation)), default_response_time),
             referral_id=d.referral_id,
             help_request_id=data.help_request_id,
             question_index=d.question_index,
@@ -69,36 +82,37 @@ async def on_help_requested(
             subtheme=questions[d.question_index].subtheme,
             contact_preference=data.contact_preference,
         )
-        for d in decisions
-        if d.outcome == "referred" and d.referral_id and d.organisation
+        for d in referred
     ]
-    correlation_id = event.correlationid or str(event.id)
-    routed = HelpRequestRouted(help_request_id=data.help_request_id, library=data.library, decisions=decisions)
-    pending = [events.create(routed, correlation_id=correlation_id)] + [
-        events.create(
-            _referred(r), correlation_id=correlation_id, dataref=handover_url.format(referral_id=r.referral_id)
-        )
-        for r in referrals
-    ]
-    for organisation in {r.agency for r in referrals}:
+    for organisation in sorted({r.agency for r in referrals}):
         await topics.ensure(organisation)  # a local partner added as data gets its topic here
-    await repo.add_referrals(referrals)
-    await repo.add_case(routed, pending, data.sealed)
+    await uow.referrals.add(referrals)
+    correlation_id = event.correlationid or str(event.id)
+    uow.emit(
+        events.create(routed, correlation_id=correlation_id),
+        *(
+            events.create(
+                _referred(r), correlation_id=correlation_id, dataref=handover_url.format(referral_id=r.referral_id)
+            )
+            for r in referrals
+        ),
+    )
+    return True
 
 
-async def on_personal_data_erased(event: CloudEvent, data: PersonalDataErased, *, repo: RoutingRepository) -> None:
+async def on_personal_data_erased(event: CloudEvent, data: PersonalDataErased, *, uow: RoutingUnitOfWork) -> None:
     """Drop routing's copy of the sealed details (its key is already destroyed at intake)."""
-    await repo.forget_sealed(data.help_request_id)
+    await uow.cases.forget_sealed(data.help_request_id, at=data.erased_at)
 
 
 class KeySource(Protocol):
     async def fetch(self, help_request_id: str) -> bytes | None: ...
 
 
-async def personal_details(referral: Referral, *, repo: RoutingRepository, keys: KeySource) -> dict[str, Any]:
+async def personal_details(referral: Referral, *, cases: Cases, keys: KeySource) -> dict[str, Any]:
     """What the receiving agency may see of the visitor: contact details only with consent and
     as the visitor prefers to be contacted, and the note of the referred question."""
-    sealed = await repo.sealed(referral.help_request_id)
+    sealed = await cases.sealed(referral.help_request_id)
     key = await keys.fetch(referral.help_request_id) if sealed else None
     if sealed is None or key is None:
         return {"contact": None, "note": None}
@@ -121,9 +135,12 @@ def _referred(r: Referral) -> ReferredToAgency:
     )
 
 
-async def _addressed_to(repo: RoutingRepository, referral_id: str, caller: Principal) -> Referral:
-    referral = await repo.referral(referral_id)
-    if referral is None or caller.role != "agency" or referral.agency != caller.organisation:
+async def _locked_for(uow: RoutingUnitOfWork, referral_id: str, caller: Principal) -> Referral:
+    """The referral, row-locked until the unit of work ends, if it is addressed to the caller."""
+    if caller.role != "agency":
+        raise NotFound(referral_id)
+    referral = await uow.referrals.get(referral_id, for_update=True)
+    if referral is None or referral.agency != caller.organisation:
         raise NotFound(referral_id)
     return referral
 
@@ -139,16 +156,15 @@ def _facts(r: Referral) -> dict[str, str | int]:
 
 
 async def read_handover(
-    referral_id: str, *, caller: Principal, repo: RoutingRepository, events: EventFactory, now: datetime
+    referral_id: str, *, caller: Principal, uow: RoutingUnitOfWork, events: EventFactory, now: datetime
 ) -> Referral:
     """The receiving agency reads the handover; every read is recorded and reported to the library."""
-    referral = await _addressed_to(repo, referral_id, caller)
-    read = ReferralHandoverRead(**_facts(referral), read_at=now, credential_id=caller.credential_id)
-    await repo.record_read(
-        referral_id,
-        {"at": now, "by": caller.organisation, "credential_id": caller.credential_id},
-        events.create(read, correlation_id=referral.help_request_id),
+    referral = await _locked_for(uow, referral_id, caller)
+    await uow.referrals.record_read(
+        referral_id, at=now, organisation=caller.organisation, credential_id=caller.credential_id
     )
+    read = ReferralHandoverRead(**_facts(referral), read_at=now, credential_id=caller.credential_id)
+    uow.emit(events.create(read, correlation_id=referral.help_request_id))
     return referral
 
 
@@ -158,41 +174,34 @@ async def report_status(
     reason: str | None,
     *,
     caller: Principal,
-    repo: RoutingRepository,
+    uow: RoutingUnitOfWork,
     events: EventFactory,
     now: datetime,
 ) -> Referral:
-    """The receiving agency reports progress. Repeating the current status is a no-op, so a
-    retried request is harmless; a transition the status does not allow raises InvalidTransition."""
-    referral = await _addressed_to(repo, referral_id, caller)
+    """The receiving agency reports progress. The referral is read under its row lock, so
+    concurrent reports apply one after the other. Repeating the current status is a no-op, so
+    a retried request is harmless; a transition the status does not allow raises InvalidTransition."""
+    referral = await _locked_for(uow, referral_id, caller)
     if referral.status == status:
         return referral
     changed = referral.change_status(status, reason, at=now, by=caller.organisation)
+    await uow.referrals.save(changed)
     event = ReferralStatusChanged(
         **_facts(changed), status=status, reason=reason, changed_at=now, sequence=changed.version
     )
-    await repo.save_referral(
-        changed,
-        expected_version=referral.version,
-        events=[events.create(event, correlation_id=referral.help_request_id)],
-    )
+    uow.emit(events.create(event, correlation_id=referral.help_request_id))
     return changed
 
 
-async def notify_overdue(*, repo: RoutingRepository, events: EventFactory, now: datetime) -> int:
-    """Emit ReferralOverdue once for every referral past its response time; return how many."""
+async def notify_overdue(*, uow: RoutingUnitOfWork, events: EventFactory, now: datetime, limit: int = 100) -> int:
+    """Emit ReferralOverdue once for every referral past its response time, of those this
+    unit of work could lock (at most `limit`); return how many."""
     emitted = 0
-    for referral in await repo.due_referrals(now, limit=500):
+    for referral in await uow.referrals.lock_due(now, limit):
         if not referral.is_overdue(now) or referral.due_at is None:
             continue
+        await uow.referrals.save(referral.mark_overdue_notified())
         overdue = ReferralOverdue(**_facts(referral), status=referral.status, due_at=referral.due_at, detected_at=now)
-        try:
-            await repo.save_referral(
-                referral.mark_overdue_notified(),
-                expected_version=referral.version,
-                events=[events.create(overdue, correlation_id=referral.help_request_id)],
-            )
-        except ConcurrentChange:
-            continue  # its status just changed; the next round looks at it again
+        uow.emit(events.create(overdue, correlation_id=referral.help_request_id))
         emitted += 1
     return emitted

@@ -90,11 +90,14 @@ async def _attempt(
     subscription = await repo.subscription(delivery.subscription_id)
     if subscription is None or subscription.status != "active":
         # Queued just before the subscription was deleted or disabled.
-        await repo.cancel(delivery.id, "subscription deleted or disabled", now)
+        await repo.cancel(delivery, "subscription deleted or disabled", now)
         return
     outcome = await sender.deliver(subscription.callback_url, subscription.bearer_token, delivery.cloudevent)
     decision = decide(delivery.attempts + 1, outcome, now, policy)
-    await repo.record_attempt(delivery.id, decision, outcome, now)
+    if not await repo.record_attempt(delivery, decision, outcome, now):
+        # Cancelled meanwhile, or our lease ran out and another worker claimed it again.
+        log.warning("webhook delivery outcome not recorded: no longer ours", verdict=decision.verdict)
+        return
     log.info(
         "webhook delivery attempted",
         subscription_id=subscription.id,

@@ -1,6 +1,6 @@
 """Webhook subscriptions and deliveries on the real database, to a real HTTP receiver on
-127.0.0.1, and the Kafka path that queues them. Time is passed explicitly: no waiting out
-backoffs."""
+127.0.0.1, and the Kafka path that queues them; workers of two instances (two pools) never send
+one delivery twice. Time is passed explicitly: no waiting out backoffs."""
 
 import asyncio
 import json
@@ -17,7 +17,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.routing import webhook_handlers
-from services.routing.adapters.webhooks import HttpWebhookSender, MongoWebhookRepository
+from services.routing.adapters.webhooks import HttpWebhookSender, Webhooks
+from services.routing.domain.webhooks import Decision, HttpOutcome
 from services.routing.entrypoints.webhooks import DeliveryWorker, WebhookSettings, agency_handlers
 from shared.consuming import EventConsumer
 from shared.events.catalog import ReferredToAgency
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.infra
 ORIGIN = "routing.ido.test"
 AGENCY = "belastingdienst"
 TOKEN = "agency-secret-token-0123456789"
-T0 = datetime(2026, 11, 30, 9, 0, 0, tzinfo=UTC)  # whole seconds: the database keeps milliseconds
+T0 = datetime(2026, 11, 30, 9, 0, 0, tzinfo=UTC)
 FACTORY = EventFactory(service="routing", oin="00000001003214345000", base_url="http://127.0.0.1:8002")
 
 
@@ -81,10 +82,14 @@ def free_port_url() -> str:
 
 
 @pytest.fixture
-async def repo(db) -> MongoWebhookRepository:
-    repository = MongoWebhookRepository(db)
-    await repository.prepare()
-    return repository
+async def db(migrated):
+    """Routing's database (its migrations applied), on the pool as the API and workers use it."""
+    return await migrated("routing")
+
+
+@pytest.fixture
+async def repo(db) -> Webhooks:
+    return Webhooks(db)
 
 
 @pytest.fixture
@@ -139,7 +144,7 @@ async def test_a_receiver_that_refuses_the_handshake_is_not_subscribed(repo, sen
             await register(url, repo, sender)
     with pytest.raises(webhook_handlers.SubscriptionRefused, match="could not be reached"):
         await register(free_port_url(), repo, sender)
-    assert await db.webhook_subscriptions.count_documents({}) == 0
+    assert await db.fetchval("SELECT count(*) FROM webhook_subscriptions") == 0
 
 
 async def test_a_delivery_is_retried_until_the_receiver_takes_it(repo, sender):
@@ -204,7 +209,7 @@ async def test_an_event_is_queued_once_per_subscription_and_only_for_types_it_wa
     assert await queue(pending.event, pending.topic, agency="cak", repo=repo, now=T0) == 0  # not cak's subscriber
     assert [d.id for d in await repo.deliveries(everything.id)] == [f"{everything.id}:{pending.event.id}"]
     assert await repo.deliveries(others.id) == []
-    assert await db.webhook_deliveries.count_documents({}) == 1
+    assert await db.fetchval("SELECT count(*) FROM webhook_deliveries") == 1
 
 
 async def test_deleting_a_subscription_cancels_what_is_still_pending(repo, sender):
@@ -224,7 +229,7 @@ async def test_events_on_the_agency_topic_are_queued_through_kafka(infra, db, re
         subscription = await register(url, repo, sender)
     consumer_broker = make_broker(infra.kafka_bootstrap_servers, client_id="ido-tests-webhooks")
     consumer = EventConsumer(consumer_broker, db, group_id=f"test-{unique}", backoff_seconds=0.01)
-    consumer.subscribe_many({topic: agency_handlers(topic, AGENCY, repo)})  # as install() does
+    consumer.subscribe_many({topic: agency_handlers(topic, AGENCY)})  # as install() does
     pending, later = referral(), referral()  # same subject, so one partition keeps them in order
     await consumer_broker.start()
     try:
@@ -236,7 +241,8 @@ async def test_events_on_the_agency_topic_are_queued_through_kafka(infra, db, re
     first = next(d for d in queued if d.event_id == str(pending.event.id))
     assert (first.status, first.topic) == ("pending", topic)
     assert first.cloudevent.encode() == pending.event.to_bytes()  # the value publish_event wrote
-    assert await db.webhook_deliveries.count_documents({}) == 2
+    assert await db.fetchval("SELECT count(*) FROM webhook_deliveries") == 2
+    assert await db.fetchval("SELECT count(*) FROM processed_events") == 2, "the duplicate was skipped"
 
 
 async def _two(deliveries):
@@ -264,3 +270,56 @@ async def test_the_worker_sends_a_queued_event_at_once_and_stops_cleanly(db, rep
         await asyncio.gather(task, return_exceptions=True)
     assert receiver.posts[0][1] == pending.event.to_bytes()
     assert worker.sender._client is None  # closed when the service stops
+
+
+class SlowReceiver(Receiver):
+    """Takes a while per POST, so workers' claims overlap in time."""
+
+    async def endpoint(self, request: Request) -> Response:
+        if request.method == "POST":
+            await asyncio.sleep(0.02)
+        return await super().endpoint(request)
+
+
+async def test_workers_of_two_instances_never_send_one_delivery_twice(db, repo, sender, migrated):
+    other = Webhooks(await migrated("routing"))  # a second instance's pool on the same database
+    other_sender = HttpWebhookSender(timeout_seconds=2)
+    receiver = SlowReceiver()
+    async with serving(receiver) as url:
+        subscription = await register(url, repo, sender)
+        queued = [referral(f"ref-{i}") for i in range(30)]
+        for pending in queued:
+            await webhook_handlers.on_agency_event(pending.event, pending.topic, agency=AGENCY, repo=repo, now=T0)
+
+        workers = [(repo, sender), (other, other_sender)] * 2  # two workers per instance
+        attempted = await asyncio.gather(*(deliver(r, s, T0, limit=30) for r, s in workers))
+    await other_sender.aclose()
+
+    assert sum(attempted) == 30 and all(attempted), "every worker took part"
+    posted = [json.loads(body)["id"] for _, body in receiver.posts]
+    assert sorted(posted) == sorted(str(p.event.id) for p in queued), "each delivery POSTed exactly once"
+    done = await repo.deliveries(subscription.id, limit=100)
+    assert {(d.status, d.attempts) for d in done} == {("delivered", 1)} and len(done) == 30
+
+
+async def test_a_claim_holds_for_its_lease_and_an_outcome_after_a_lost_lease_is_not_recorded(repo, sender, migrated):
+    other = Webhooks(await migrated("routing"))
+    lease = timedelta(minutes=1)
+    async with serving(Receiver()) as url:
+        subscription = await register(url, repo, sender)
+    pending = referral()
+    await webhook_handlers.on_agency_event(pending.event, pending.topic, agency=AGENCY, repo=repo, now=T0)
+
+    claimed = await repo.claim_due(T0, lease)
+    assert claimed is not None and claimed.next_attempt_at == T0 + lease
+    assert await other.claim_due(T0, lease) is None, "claimed: skipped by the other instance"
+    assert await other.claim_due(T0 + lease - timedelta(seconds=1), lease) is None, "still within the lease"
+
+    # The first worker hangs past its lease; the other instance takes the delivery over.
+    reclaimed = await other.claim_due(T0 + lease, lease)
+    assert reclaimed is not None and reclaimed.claim != claimed.claim
+    delivered, ok = Decision("delivered"), HttpOutcome(status_code=200)
+    assert not await repo.record_attempt(claimed, delivered, ok, T0 + lease), "no longer its claim"
+    assert await other.record_attempt(reclaimed, delivered, ok, T0 + lease)
+    (done,) = await repo.deliveries(subscription.id)
+    assert (done.status, done.attempts, done.next_attempt_at, done.claim) == ("delivered", 1, None, None)

@@ -1,189 +1,266 @@
-"""Routing's own database: routing cases (one per help request), referrals (one document each,
-carrying their own outbox), routing rules and receiving organisations."""
+"""Routing's tables in PostgreSQL (migrations/0001.routing.sql): organisations and routing
+rules (reference data), routing cases, referrals and the audit trail of handover reads.
 
-import time
-from dataclasses import asdict
-from datetime import datetime, timedelta
+Repositories run plain SQL on an asyncpg connection (a unit of work's, for writes) or on the
+pool (`Database`, for reads of the API). No business rules here: those are in `domain/`."""
+
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, Protocol
 
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+import asyncpg
 
 from services.routing.domain.model import RoutingRules
-from services.routing.domain.referral import FINAL, Referral, StatusChange
+from services.routing.domain.referral import Referral, StatusChange
 from shared import reference
 from shared.events.catalog import HelpRequestRouted
-from shared.outbox import OutboxNotifier, PendingEvent, outbox_update, with_outbox
-
-# Rules and response times edited in the database take effect within this many seconds.
-REFERENCE_TTL_SECONDS = 60.0
-CASES = "routing_cases"
-REFERRALS = "referrals"
-RULES = "routing_rules"
-ORGANISATIONS = "organisations"
+from shared.unit_of_work import UnitOfWork
 
 
-class ConcurrentChange(Exception):
-    """The referral changed since it was read; the caller reads it again."""
+class Queries(Protocol):
+    """What the repositories need: an asyncpg connection, a pool, or the service's Database."""
 
-
-class RoutingRepository(Protocol):
-    async def rules(self) -> RoutingRules: ...
-    async def response_time(self, organisation: str) -> timedelta: ...
-    async def add_referrals(self, referrals: list[Referral]) -> None: ...
-    async def add_case(self, routed: HelpRequestRouted, events: list[PendingEvent], sealed: str | None) -> bool: ...
-    async def sealed(self, help_request_id: str) -> str | None: ...
-    async def forget_sealed(self, help_request_id: str) -> None: ...
-    async def referral(self, referral_id: str) -> Referral | None: ...
-    async def save_referral(self, referral: Referral, *, expected_version: int, events: list[PendingEvent]) -> None: ...
-    async def record_read(self, referral_id: str, read: dict[str, Any], event: PendingEvent) -> None: ...
-    async def due_referrals(self, now: datetime, limit: int) -> list[Referral]: ...
-    async def all_organisations(self) -> list[dict[str, Any]]: ...
-    async def put_organisation(self, code: str, fields: dict[str, Any]) -> None: ...
-    async def put_rule(self, rule: dict[str, Any]) -> str: ...
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
 
 
 def default_rules() -> list[dict[str, Any]]:
-    """The contract's default theme -> organisation table, as rule documents."""
-    docs = []
+    """The contract's default theme -> organisation table, as national routing rules."""
+    rules = []
     for theme in reference.THEMES.values():
-        docs.append(
-            {"_id": f"{theme.code}/", "theme": theme.code, "subtheme": None, "organisation": theme.default_organisation}
+        rules.append({"theme": theme.code, "subtheme": None, "organisation": theme.default_organisation})
+        rules += [{"theme": theme.code, "subtheme": sub, "organisation": org} for sub, org in theme.subthemes.items()]
+    return rules
+
+
+def default_organisations() -> list[dict[str, Any]]:
+    return [{"code": code, "name": name, "kind": "agency"} for code, name in reference.AGENCIES.items()]
+
+
+class Organisations:
+    def __init__(self, db: Queries) -> None:
+        self.db = db
+
+    async def add_missing(self, organisations: Iterable[dict[str, Any]]) -> None:
+        """Seed: what exists (perhaps edited since) is left as it is."""
+        rows = list(organisations)
+        await self.db.fetch(
+            """INSERT INTO organisations (code, name, kind)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT (code) DO NOTHING""",
+            [o["code"] for o in rows],
+            [o["name"] for o in rows],
+            [o["kind"] for o in rows],
         )
-        for sub, org in theme.subthemes.items():
-            docs.append({"_id": f"{theme.code}/{sub}", "theme": theme.code, "subtheme": sub, "organisation": org})
-    return docs
+
+    async def put(self, code: str, fields: dict[str, Any]) -> None:
+        await self.db.fetch(
+            """INSERT INTO organisations (code, name, kind, municipality, response_hours)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (code) DO UPDATE SET name = excluded.name, kind = excluded.kind,
+                   municipality = excluded.municipality, response_hours = excluded.response_hours""",
+            code,
+            fields["name"],
+            fields["kind"],
+            fields.get("municipality"),
+            fields.get("response_hours"),
+        )
+
+    async def all(self) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            "SELECT code, name, kind, municipality, response_hours FROM organisations ORDER BY code"
+        )
+        return [dict(r) for r in rows]
+
+    async def known(self, codes: Iterable[str]) -> frozenset[str]:
+        rows = await self.db.fetch("SELECT code FROM organisations WHERE code = ANY($1::text[])", list(codes))
+        return frozenset(r["code"] for r in rows)
+
+    async def response_hours(self, codes: Iterable[str]) -> dict[str, int | None]:
+        rows = await self.db.fetch(
+            "SELECT code, response_hours FROM organisations WHERE code = ANY($1::text[])", list(codes)
+        )
+        return {r["code"]: r["response_hours"] for r in rows}
 
 
-def _referral_document(referral: Referral) -> dict[str, Any]:
-    doc = asdict(referral)
-    doc["_id"] = doc.pop("referral_id")
-    doc["history"] = list(doc["history"])
-    return doc
+class Rules:
+    def __init__(self, db: Queries) -> None:
+        self.db = db
+
+    async def add_missing(self, rules: Iterable[dict[str, Any]]) -> None:
+        """Seed: a rule that exists (perhaps edited since) is left as it is."""
+        rows = list(rules)
+        await self.db.fetch(
+            """INSERT INTO routing_rules (theme, subtheme, municipality, organisation)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+               ON CONFLICT ON CONSTRAINT routing_rules_key DO NOTHING""",
+            [r["theme"] for r in rows],
+            [r.get("subtheme") for r in rows],
+            [r.get("municipality") for r in rows],
+            [r["organisation"] for r in rows],
+        )
+
+    async def put(self, rule: dict[str, Any]) -> None:
+        await self.db.fetch(
+            """INSERT INTO routing_rules (theme, subtheme, municipality, organisation) VALUES ($1, $2, $3, $4)
+               ON CONFLICT ON CONSTRAINT routing_rules_key DO UPDATE SET organisation = excluded.organisation""",
+            rule["theme"],
+            rule.get("subtheme"),
+            rule.get("municipality"),
+            rule["organisation"],
+        )
+
+    async def matching(self, themes: Iterable[str], municipality: str | None, targets: Iterable[str]) -> RoutingRules:
+        """The rules that can decide questions of these themes in this municipality, and which of
+        the organisations staff named (targets) exist."""
+        rows = await self.db.fetch(
+            """SELECT theme, subtheme, municipality, organisation FROM routing_rules
+               WHERE theme = ANY($1::text[]) AND (municipality IS NULL OR municipality = $2)""",
+            list(themes),
+            municipality,
+        )
+        national = {(r["theme"], r["subtheme"]): r["organisation"] for r in rows if r["municipality"] is None}
+        local = {
+            (r["municipality"], r["theme"], r["subtheme"]): r["organisation"]
+            for r in rows
+            if r["municipality"] is not None
+        }
+        return RoutingRules(national, local, await Organisations(self.db).known(targets))
 
 
-def _referral(doc: dict[str, Any]) -> Referral:
-    fields = {k: v for k, v in doc.items() if k in Referral.__dataclass_fields__}
-    fields["history"] = tuple(StatusChange(**h) for h in doc.get("history", []))
-    return Referral(referral_id=doc["_id"], **fields)
+class Cases:
+    def __init__(self, db: Queries) -> None:
+        self.db = db
 
-
-_STATE = ("status", "version", "due_at", "paused_at", "overdue_notified", "history")
-
-
-class MongoRoutingRepository:
-    def __init__(self, db: AsyncDatabase, default_response_time: timedelta, outbox: OutboxNotifier) -> None:
-        self.cases = db[CASES]
-        self.referrals = db[REFERRALS]
-        self.rule_docs = db[RULES]
-        self.organisations = db[ORGANISATIONS]
-        self.default_response_time = default_response_time
-        self._rules: tuple[float, RoutingRules] | None = None
-        self._hours: tuple[float, dict[str, int | None]] | None = None
-        self.outbox = outbox
-
-    async def prepare(self) -> None:
-        await self.referrals.create_index([("agency", 1), ("sent_at", -1)])
-        await self.referrals.create_index("due_at")
-        # Seed the defaults once; what is edited later in the database is left as it is.
-        for code, name in reference.AGENCIES.items():
-            org = {"_id": code, "name": name, "kind": "agency"}
-            await self.organisations.update_one({"_id": code}, {"$setOnInsert": org}, upsert=True)
-        for rule in default_rules():
-            await self.rule_docs.update_one({"_id": rule["_id"]}, {"$setOnInsert": rule}, upsert=True)
-
-    async def rules(self) -> RoutingRules:
-        # Read at most once a minute: every help request needs them, and they change rarely.
-        if self._rules is None or time.monotonic() - self._rules[0] > REFERENCE_TTL_SECONDS:
-            docs = [d async for d in self.rule_docs.find({})]
-            national = {
-                (d["theme"], d.get("subtheme")): d.get("organisation") for d in docs if not d.get("municipality")
-            }
-            local = {
-                (d["municipality"], d["theme"], d.get("subtheme")): d.get("organisation")
-                for d in docs
-                if d.get("municipality")
-            }
-            known = frozenset([d["_id"] async for d in self.organisations.find({}, {"_id": 1})])
-            self._rules = (time.monotonic(), RoutingRules(national, local, known))
-        return self._rules[1]
-
-    async def response_time(self, organisation: str) -> timedelta:
-        if self._hours is None or time.monotonic() - self._hours[0] > REFERENCE_TTL_SECONDS:
-            docs = [d async for d in self.organisations.find({}, {"response_hours": 1})]
-            self._hours = (time.monotonic(), {d["_id"]: d.get("response_hours") for d in docs})
-        hours = self._hours[1].get(organisation)
-        return timedelta(hours=hours) if hours else self.default_response_time
-
-    async def put_organisation(self, code: str, fields: dict[str, Any]) -> None:
-        await self.organisations.update_one({"_id": code}, {"$set": fields}, upsert=True)
-        self._rules = self._hours = None  # takes effect at once in this instance
-
-    async def put_rule(self, rule: dict[str, Any]) -> str:
-        rule_id = f"{rule.get('municipality') or ''}:{rule['theme']}/{rule.get('subtheme') or ''}".lstrip(":")
-        await self.rule_docs.update_one({"_id": rule_id}, {"$set": rule}, upsert=True)
-        self._rules = None
-        return rule_id
-
-    async def all_organisations(self) -> list[dict[str, Any]]:
-        cursor = self.organisations.find({}).sort("_id", 1)
-        return [
-            {
-                "code": d["_id"],
-                "name": d["name"],
-                "kind": d["kind"],
-                "municipality": d.get("municipality"),
-                "response_hours": d.get("response_hours"),
-            }
-            async for d in cursor
-        ]
-
-    async def add_referrals(self, referrals: list[Referral]) -> None:
-        # $setOnInsert: a replay of the same help request leaves existing referrals untouched.
-        for referral in referrals:
-            doc = _referral_document(referral)
-            await self.referrals.update_one({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True)
-
-    async def add_case(self, routed: HelpRequestRouted, events: list[PendingEvent], sealed: str | None) -> bool:
-        """The commit point of routing a help request: the case and all its events in one write.
-        `sealed`: the request's personal data as intake sealed it, opened only for a handover."""
-        doc = {"_id": routed.help_request_id, **routed.model_dump(mode="python"), "sealed": sealed}
-        try:
-            await self.cases.insert_one(with_outbox(doc, events))
-        except DuplicateKeyError:
-            return False  # routed before: a re-delivered HelpRequested has no second effect
-        self.outbox.written(CASES, doc["_id"])
-        return True
+    async def add(self, routed: HelpRequestRouted, *, sealed: str | None, at: datetime) -> bool:
+        """Insert the case; False if the help request was routed before (its row exists; a
+        concurrent insert waits for the other transaction and then finds it)."""
+        inserted = await self.db.fetchval(
+            """INSERT INTO routing_cases (help_request_id, library, decisions, routed_at, sealed)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (help_request_id) DO NOTHING RETURNING true""",
+            routed.help_request_id,
+            routed.library,
+            [d.model_dump(mode="json") for d in routed.decisions],
+            at,
+            sealed,
+        )
+        return bool(inserted)
 
     async def sealed(self, help_request_id: str) -> str | None:
-        doc = await self.cases.find_one({"_id": help_request_id}, {"sealed": 1})
-        return (doc or {}).get("sealed")
+        return await self.db.fetchval("SELECT sealed FROM routing_cases WHERE help_request_id = $1", help_request_id)
 
-    async def forget_sealed(self, help_request_id: str) -> None:
-        async with self.outbox.lock(CASES, help_request_id):
-            await self.cases.update_one({"_id": help_request_id}, {"$unset": {"sealed": ""}})
+    async def forget_sealed(self, help_request_id: str, at: datetime) -> None:
+        await self.db.fetch(
+            "UPDATE routing_cases SET sealed = NULL, erased_at = $2 WHERE help_request_id = $1",
+            help_request_id,
+            at,
+        )
 
-    async def referral(self, referral_id: str) -> Referral | None:
-        doc = await self.referrals.find_one({"_id": referral_id}, {"outbox": 0, "reads": 0})
-        return _referral(doc) if doc else None
 
-    async def save_referral(self, referral: Referral, *, expected_version: int, events: list[PendingEvent]) -> None:
-        doc = _referral_document(referral)
-        update = outbox_update(events) | {"$set": {k: doc[k] for k in _STATE}}
-        async with self.outbox.lock(REFERRALS, referral.referral_id):
-            result = await self.referrals.update_one({"_id": referral.referral_id, "version": expected_version}, update)
-        if result.matched_count == 0:
-            raise ConcurrentChange(referral.referral_id)
-        self.outbox.written(REFERRALS, referral.referral_id)
+_REFERRAL_COLUMNS = (
+    "referral_id, help_request_id, question_index, agency, library, theme, subtheme, contact_preference, "
+    "sent_at, status, version, due_at, paused_at, overdue_notified, history"
+)
 
-    async def record_read(self, referral_id: str, read: dict[str, Any], event: PendingEvent) -> None:
-        update = outbox_update([event])
-        update["$push"]["reads"] = read
-        async with self.outbox.lock(REFERRALS, referral_id):
-            await self.referrals.update_one({"_id": referral_id}, update)
-        self.outbox.written(REFERRALS, referral_id)
 
-    async def due_referrals(self, now: datetime, limit: int = 500) -> list[Referral]:
-        query = {"due_at": {"$lte": now}, "overdue_notified": False, "paused_at": None, "status": {"$nin": list(FINAL)}}
-        cursor = self.referrals.find(query, {"outbox": 0, "reads": 0}).limit(limit)
-        return [_referral(d) async for d in cursor]
+def _history(referral: Referral) -> list[dict[str, Any]]:
+    return [{"status": h.status, "reason": h.reason, "at": h.at.isoformat(), "by": h.by} for h in referral.history]
+
+
+def _referral(row: asyncpg.Record) -> Referral:
+    fields = {k: row[k] for k in Referral.__dataclass_fields__ if k != "history"}
+    history = tuple(
+        StatusChange(status=h["status"], reason=h["reason"], at=datetime.fromisoformat(h["at"]), by=h["by"])
+        for h in row["history"]
+    )
+    return Referral(**fields, history=history)
+
+
+class Referrals:
+    def __init__(self, db: Queries) -> None:
+        self.db = db
+
+    async def add(self, referrals: Iterable[Referral]) -> None:
+        for r in referrals:
+            await self.db.fetch(
+                f"""INSERT INTO referrals ({_REFERRAL_COLUMNS})
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
+                r.referral_id,
+                r.help_request_id,
+                r.question_index,
+                r.agency,
+                r.library,
+                r.theme,
+                r.subtheme,
+                r.contact_preference,
+                r.sent_at,
+                r.status,
+                r.version,
+                r.due_at,
+                r.paused_at,
+                r.overdue_notified,
+                _history(r),
+            )
+
+    async def get(self, referral_id: str, *, for_update: bool = False) -> Referral | None:
+        """The referral; with `for_update` its row stays locked until the transaction ends, so
+        changes to one referral are made one after the other."""
+        lock = " FOR UPDATE" if for_update else ""
+        row = await self.db.fetchrow(
+            f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE referral_id = $1{lock}", referral_id
+        )
+        return _referral(row) if row else None
+
+    async def save(self, referral: Referral) -> None:
+        """Store the referral's state; the caller holds its row lock (get(for_update=True))."""
+        await self.db.fetch(
+            """UPDATE referrals SET status = $2, version = $3, due_at = $4, paused_at = $5,
+                   overdue_notified = $6, history = $7
+               WHERE referral_id = $1""",
+            referral.referral_id,
+            referral.status,
+            referral.version,
+            referral.due_at,
+            referral.paused_at,
+            referral.overdue_notified,
+            _history(referral),
+        )
+
+    async def record_read(self, referral_id: str, *, at: datetime, organisation: str, credential_id: str) -> None:
+        await self.db.fetch(
+            "INSERT INTO referral_reads (referral_id, read_at, organisation, credential_id) VALUES ($1, $2, $3, $4)",
+            referral_id,
+            at,
+            organisation,
+            credential_id,
+        )
+
+    async def lock_due(self, now: datetime, limit: int) -> list[Referral]:
+        """Referrals past their deadline and not yet reported overdue, locked for this
+        transaction. Rows another transaction holds are skipped (SKIP LOCKED): instances
+        scanning at once take disjoint sets, and a row changed meanwhile is re-checked."""
+        rows = await self.db.fetch(
+            f"""SELECT {_REFERRAL_COLUMNS} FROM referrals
+                WHERE due_at <= $1 AND due_at IS NOT NULL AND paused_at IS NULL AND NOT overdue_notified
+                ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+            now,
+            limit,
+        )
+        return [_referral(r) for r in rows]
+
+
+class RoutingUnitOfWork:
+    """Routing's repositories on one transaction, and where its events go."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.cases = Cases(uow.conn)
+        self.referrals = Referrals(uow.conn)
+        self.rules = Rules(uow.conn)
+        self.organisations = Organisations(uow.conn)
+        self.emit = uow.emit
+
+
+async def seed_reference_data(uow: RoutingUnitOfWork) -> None:
+    """The agencies and the contract's default rules, once; later edits are kept."""
+    await uow.organisations.add_missing(default_organisations())
+    await uow.rules.add_missing(default_rules())

@@ -1,24 +1,24 @@
-"""Webhook subscriptions and deliveries in routing's database, and the HTTP sender.
+"""Webhook subscriptions and deliveries in routing's database (migrations/0002.webhooks.sql),
+and the HTTP sender.
 
-Runs on FerretDB 1.x: single-document writes only ($set, $inc, find_one_and_update), no
-transactions, no TTL. A delivery's `_id` is `<subscription id>:<event id>`, so an event that
-Kafka delivers again cannot be enqueued twice.
+A delivery's primary key is (subscription, event), so an event that Kafka delivers again is
+not queued twice. Workers in every instance claim due deliveries with FOR UPDATE SKIP LOCKED
+and a lease (the claim commits before the POST; the delivery is due again only when the lease
+has run out), so one delivery is never POSTed by two workers at once; the claim's token fences
+the outcome: a worker whose lease ran out and was re-claimed records nothing.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
+from uuid import UUID
 
+import asyncpg
 import httpx
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
+from services.routing.adapters.repository import Queries
 from services.routing.domain.webhooks import Decision, DeliveryStatus, HttpOutcome, Subscription, delivery_id
 from shared.events.envelope import CONTENT_TYPE, CloudEvent
-
-SUBSCRIPTIONS = "webhook_subscriptions"
-DELIVERIES = "webhook_deliveries"
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class Delivery:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    claim: UUID | None = None  # the token of the worker's claim that returned it
 
 
 class WebhookRepository(Protocol):
@@ -48,153 +49,186 @@ class WebhookRepository(Protocol):
     async def enqueue(self, subscription: Subscription, event: CloudEvent, topic: str, now: datetime) -> bool: ...
     async def claim_due(self, now: datetime, lease: timedelta) -> Delivery | None: ...
     async def record_attempt(
-        self, delivery_id: str, decision: Decision, outcome: HttpOutcome, now: datetime
-    ) -> None: ...
-    async def cancel(self, delivery_id: str, reason: str, now: datetime) -> None: ...
+        self, delivery: Delivery, decision: Decision, outcome: HttpOutcome, now: datetime
+    ) -> bool: ...
+    async def cancel(self, delivery: Delivery, reason: str, now: datetime) -> None: ...
     async def deliveries(self, subscription_id: str, *, status: str | None, limit: int) -> list[Delivery]: ...
 
 
-def _subscription(doc: dict[str, Any]) -> Subscription:
+def _subscription(row: asyncpg.Record) -> Subscription:
     return Subscription(
-        id=doc["_id"],
-        agency=doc["agency"],
-        callback_url=doc["callback_url"],
-        bearer_token=doc["bearer_token"],
-        event_types=tuple(doc.get("event_types") or ()),
-        created_at=doc["created_at"],
-        status=doc["status"],
-        disabled_reason=doc.get("disabled_reason"),
+        id=row["id"],
+        agency=row["agency"],
+        callback_url=row["callback_url"],
+        bearer_token=row["bearer_token"],
+        event_types=tuple(row["event_types"]),
+        created_at=row["created_at"],
+        status=row["status"],
+        disabled_reason=row["disabled_reason"],
     )
 
 
-def _delivery(doc: dict[str, Any]) -> Delivery:
+def _delivery(row: asyncpg.Record) -> Delivery:
+    event_id = str(row["event_id"])
     return Delivery(
-        id=doc["_id"],
-        subscription_id=doc["subscription_id"],
-        agency=doc["agency"],
-        event_id=doc["event_id"],
-        event_type=doc["event_type"],
-        topic=doc["topic"],
-        cloudevent=doc["cloudevent"],
-        status=doc["status"],
-        attempts=doc["attempts"],
-        next_attempt_at=doc.get("next_attempt_at"),
-        last_status_code=doc.get("last_status_code"),
-        last_error=doc.get("last_error"),
-        created_at=doc["created_at"],
-        updated_at=doc["updated_at"],
+        id=delivery_id(row["subscription_id"], event_id),
+        subscription_id=row["subscription_id"],
+        agency=row["agency"],
+        event_id=event_id,
+        event_type=row["event_type"],
+        topic=row["topic"],
+        cloudevent=row["cloudevent"],
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_status_code=row["last_status_code"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        claim=row["claim"],
     )
 
 
-# The verdict's effect on a delivery document.
+# The verdict's effect on a delivery's status.
 _STATUS_AFTER = {"delivered": "delivered", "retry": "pending", "failed": "failed", "disable": "failed"}
+_SUBSCRIPTION_COLUMNS = "id, agency, callback_url, bearer_token, event_types, status, disabled_reason, created_at"
 
 
-class MongoWebhookRepository:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self.subscription_docs = db[SUBSCRIPTIONS]
-        self.delivery_docs = db[DELIVERIES]
+class Webhooks:
+    """On an asyncpg connection (the consumer's unit of work) or the pool (`Database`): every
+    method is a single statement, so atomic on its own."""
 
-    async def prepare(self) -> None:
-        await self.subscription_docs.create_index("agency")
-        await self.delivery_docs.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
-        await self.delivery_docs.create_index([("subscription_id", ASCENDING), ("created_at", DESCENDING)])
+    def __init__(self, db: Queries) -> None:
+        self.db = db
 
     async def add_subscription(self, subscription: Subscription) -> None:
-        doc = asdict(subscription)
-        doc["_id"] = doc.pop("id")
-        doc["event_types"] = list(subscription.event_types)
-        await self.subscription_docs.insert_one(doc)
+        await self.db.fetch(
+            f"INSERT INTO webhook_subscriptions ({_SUBSCRIPTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            subscription.id,
+            subscription.agency,
+            subscription.callback_url,
+            subscription.bearer_token,
+            list(subscription.event_types),
+            subscription.status,
+            subscription.disabled_reason,
+            subscription.created_at,
+        )
 
     async def subscription(self, subscription_id: str) -> Subscription | None:
-        doc = await self.subscription_docs.find_one({"_id": subscription_id})
-        return _subscription(doc) if doc else None
+        row = await self.db.fetchrow(
+            f"SELECT {_SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = $1", subscription_id
+        )
+        return _subscription(row) if row else None
 
     async def subscriptions_of(self, agency: str) -> list[Subscription]:
-        cursor = self.subscription_docs.find({"agency": agency}).sort("created_at", ASCENDING)
-        return [_subscription(d) async for d in cursor]
+        rows = await self.db.fetch(
+            f"SELECT {_SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE agency = $1 ORDER BY created_at, id",
+            agency,
+        )
+        return [_subscription(r) for r in rows]
 
     async def remove_subscription(self, subscription_id: str, now: datetime) -> None:
-        await self.subscription_docs.delete_one({"_id": subscription_id})
-        await self._cancel_pending(subscription_id, "subscription deleted", now)
+        """Delete it and cancel its pending deliveries, in one statement."""
+        await self.db.fetch(
+            """WITH removed AS (DELETE FROM webhook_subscriptions WHERE id = $1 RETURNING id)
+               UPDATE webhook_deliveries
+               SET status = 'cancelled', next_attempt_at = NULL, claim = NULL, last_error = $2, updated_at = $3
+               WHERE subscription_id IN (SELECT id FROM removed) AND status = 'pending'""",
+            subscription_id,
+            "subscription deleted",
+            now,
+        )
 
     async def disable_subscription(self, subscription_id: str, reason: str, now: datetime) -> None:
-        await self.subscription_docs.update_one(
-            {"_id": subscription_id}, {"$set": {"status": "disabled", "disabled_reason": reason, "disabled_at": now}}
-        )
-        await self._cancel_pending(subscription_id, reason, now)
-
-    async def _cancel_pending(self, subscription_id: str, reason: str, now: datetime) -> None:
-        await self.delivery_docs.update_many(
-            {"subscription_id": subscription_id, "status": "pending"},
-            {"$set": {"status": "cancelled", "next_attempt_at": None, "last_error": reason, "updated_at": now}},
+        """Disable it and cancel its pending deliveries, in one statement."""
+        await self.db.fetch(
+            """WITH disabled AS (
+                   UPDATE webhook_subscriptions SET status = 'disabled', disabled_reason = $2, disabled_at = $3
+                   WHERE id = $1 RETURNING id)
+               UPDATE webhook_deliveries
+               SET status = 'cancelled', next_attempt_at = NULL, claim = NULL, last_error = $2, updated_at = $3
+               WHERE subscription_id IN (SELECT id FROM disabled) AND status = 'pending'""",
+            subscription_id,
+            reason,
+            now,
         )
 
     async def enqueue(self, subscription: Subscription, event: CloudEvent, topic: str, now: datetime) -> bool:
         """Queue `event` for `subscription`; False if it was queued before (a re-delivery)."""
-        doc = {
-            "_id": delivery_id(subscription.id, str(event.id)),
-            "subscription_id": subscription.id,
-            "agency": subscription.agency,
-            "event_id": str(event.id),
-            "event_type": event.type,
-            "topic": topic,
+        inserted = await self.db.fetchval(
+            """INSERT INTO webhook_deliveries (subscription_id, event_id, agency, event_type, topic, cloudevent,
+                   status, attempts, next_attempt_at, created_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)
+               ON CONFLICT (subscription_id, event_id) DO NOTHING RETURNING true""",
+            subscription.id,
+            event.id,
+            subscription.agency,
+            event.type,
+            topic,
             # Serialized as publish_event does, so the webhook body is the Kafka record's value.
-            "cloudevent": event.to_bytes().decode(),
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "last_status_code": None,
-            "last_error": None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        try:
-            await self.delivery_docs.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+            event.to_bytes().decode(),
+            now,
+        )
+        return bool(inserted)
 
     async def claim_due(self, now: datetime, lease: timedelta) -> Delivery | None:
-        """Take the most overdue pending delivery. Its next attempt moves `lease` ahead, so
-        another worker does not send it meanwhile, and a worker that dies mid-send leaves it
-        to be retried once the lease has run out."""
-        doc = await self.delivery_docs.find_one_and_update(
-            {"status": "pending", "next_attempt_at": {"$lte": now}},
-            {"$set": {"next_attempt_at": now + lease, "updated_at": now}},
-            sort=[("next_attempt_at", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
+        """Take the most overdue pending delivery that no other worker is claiming (SKIP
+        LOCKED). Its next attempt moves `lease` ahead, committed with the claim, so no worker
+        takes it meanwhile; a worker that dies mid-send leaves it to be retried once the lease
+        has run out."""
+        row = await self.db.fetchrow(
+            """UPDATE webhook_deliveries SET next_attempt_at = $2, claim = gen_random_uuid(), updated_at = $1
+               WHERE (subscription_id, event_id) = (
+                   SELECT subscription_id, event_id FROM webhook_deliveries
+                   WHERE status = 'pending' AND next_attempt_at <= $1
+                   ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+               RETURNING *""",
+            now,
+            now + lease,
         )
-        return _delivery(doc) if doc else None
+        return _delivery(row) if row else None
 
-    async def record_attempt(self, delivery_id: str, decision: Decision, outcome: HttpOutcome, now: datetime) -> None:
-        # Conditional on pending: a delivery cancelled meanwhile (subscription deleted) stays cancelled.
-        await self.delivery_docs.update_one(
-            {"_id": delivery_id, "status": "pending"},
-            {
-                "$inc": {"attempts": 1},
-                "$set": {
-                    "status": _STATUS_AFTER[decision.verdict],
-                    "next_attempt_at": decision.next_attempt_at,
-                    "last_status_code": outcome.status_code,
-                    "last_error": None if decision.verdict == "delivered" else decision.reason,
-                    "updated_at": now,
-                },
-            },
+    async def record_attempt(self, delivery: Delivery, decision: Decision, outcome: HttpOutcome, now: datetime) -> bool:
+        """Record the outcome of the claimed attempt; False if the delivery is no longer ours:
+        cancelled meanwhile (it stays cancelled) or claimed again after our lease ran out."""
+        recorded = await self.db.fetchval(
+            """UPDATE webhook_deliveries
+               SET attempts = attempts + 1, status = $4, next_attempt_at = $5, last_status_code = $6,
+                   last_error = $7, updated_at = $8, claim = NULL
+               WHERE subscription_id = $1 AND event_id = $2 AND status = 'pending' AND claim = $3
+               RETURNING true""",
+            delivery.subscription_id,
+            UUID(delivery.event_id),
+            delivery.claim,
+            _STATUS_AFTER[decision.verdict],
+            decision.next_attempt_at,
+            outcome.status_code,
+            None if decision.verdict == "delivered" else decision.reason,
+            now,
         )
+        return bool(recorded)
 
-    async def cancel(self, delivery_id: str, reason: str, now: datetime) -> None:
-        await self.delivery_docs.update_one(
-            {"_id": delivery_id, "status": "pending"},
-            {"$set": {"status": "cancelled", "next_attempt_at": None, "last_error": reason, "updated_at": now}},
+    async def cancel(self, delivery: Delivery, reason: str, now: datetime) -> None:
+        await self.db.fetch(
+            """UPDATE webhook_deliveries
+               SET status = 'cancelled', next_attempt_at = NULL, claim = NULL, last_error = $3, updated_at = $4
+               WHERE subscription_id = $1 AND event_id = $2 AND status = 'pending'""",
+            delivery.subscription_id,
+            UUID(delivery.event_id),
+            reason,
+            now,
         )
 
     async def deliveries(self, subscription_id: str, *, status: str | None = None, limit: int = 50) -> list[Delivery]:
-        query: dict[str, Any] = {"subscription_id": subscription_id}
-        if status:
-            query["status"] = status
-        cursor = self.delivery_docs.find(query).sort([("created_at", DESCENDING), ("_id", ASCENDING)]).limit(limit)
-        return [_delivery(d) async for d in cursor]
+        rows = await self.db.fetch(
+            """SELECT * FROM webhook_deliveries
+               WHERE subscription_id = $1 AND ($2::text IS NULL OR status = $2)
+               ORDER BY created_at DESC, event_id LIMIT $3""",
+            subscription_id,
+            status,
+            limit,
+        )
+        return [_delivery(r) for r in rows]
 
 
 _UNREACHABLE = (httpx.HTTPError, httpx.InvalidURL)

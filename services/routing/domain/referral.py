@@ -98,3 +98,8 @@ class Referral:
 
     def mark_overdue_notified(self) -> "Referral":
         return replace(self, overdue_notified=True)
+
+
+def response_time(hours: int | None, default: timedelta) -> timedelta:
+    """The receiving organisation's own response time if it has one, else the platform's."""
+    return timedelta(hours=hours) if hours else default

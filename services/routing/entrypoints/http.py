@@ -5,13 +5,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import asyncpg
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.routing import handlers
-from services.routing.adapters.repository import ConcurrentChange, RoutingRepository
+from services.routing.adapters.repository import Cases, Organisations, RoutingUnitOfWork, Rules
 from services.routing.domain.referral import InvalidTransition, Referral
 from shared.auth import Principal
+from shared.db import Database
 from shared.events.catalog import ReferralStatus
 from shared.http import Problem, invalid_field
 from shared.outbox import EventFactory
@@ -98,10 +100,14 @@ def _kb_only(caller: Principal) -> None:
         raise Problem(403, "Only KB staff manage organisations and routing rules")
 
 
+def _unknown_organisation() -> Problem:
+    return invalid_field("organisation", "not a known organisation")
+
+
 def build_router(
     *,
     authenticated,
-    repo: RoutingRepository,
+    db: Database,
     events: EventFactory,
     keys: handlers.KeySource,
     clock: Callable[[], datetime],
@@ -112,47 +118,58 @@ def build_router(
     @router.get("/v1/organisations", response_model=list[Organisation], tags=["reference data"])
     async def organisations(caller: Caller) -> list[Organisation]:
         """The organisations that receive referrals: the agencies and, as added, local partners."""
-        return [Organisation(**org) for org in await repo.all_organisations()]
+        return [Organisation(**org) for org in await Organisations(db).all()]
 
     @router.put("/v1/organisations/{code}", response_model=Organisation, tags=["reference data"])
     async def put_organisation(code: Slug, data: OrganisationData, caller: Caller) -> Organisation:
         """Add or change a receiving organisation (KB staff): data, no code change."""
         _kb_only(caller)
-        await repo.put_organisation(code, data.model_dump())
+        await Organisations(db).put(code, data.model_dump())
         return Organisation(code=code, **data.model_dump())
 
     @router.put("/v1/routing-rules", response_model=RoutingRule, tags=["reference data"])
     async def put_rule(rule: RoutingRule, caller: Caller) -> RoutingRule:
         """Add or change a routing rule (KB staff); a municipality's rule wins over the national one."""
         _kb_only(caller)
-        known = {o["code"] for o in await repo.all_organisations()}
-        if rule.organisation is not None and rule.organisation not in known:
-            raise invalid_field("organisation", "not a known organisation")
-        await repo.put_rule(rule.model_dump())
+        if rule.organisation is not None and not await Organisations(db).known([rule.organisation]):
+            raise _unknown_organisation()
+        try:
+            await Rules(db).put(rule.model_dump())
+        except asyncpg.ForeignKeyViolationError:  # the rule's foreign key: a check that cannot race
+            raise _unknown_organisation() from None
         return rule
 
     @router.get(HANDOVER_PATH, response_model=ReferralView, tags=["referrals"])
     async def handover(referral_id: str, caller: Caller) -> ReferralView:
         """The handover of a warm referral, for the receiving agency only; every read is recorded."""
         try:
-            referral = await handlers.read_handover(referral_id, caller=caller, repo=repo, events=events, now=clock())
+            async with db.unit_of_work() as tx:
+                referral = await handlers.read_handover(
+                    referral_id, caller=caller, uow=RoutingUnitOfWork(tx), events=events, now=clock()
+                )
         except handlers.NotFound:
             raise Problem(404, "Referral not found") from None
-        return ReferralView.of(referral, **await handlers.personal_details(referral, repo=repo, keys=keys))
+        # Outside the transaction: the data key is fetched from intake over HTTP.
+        return ReferralView.of(referral, **await handlers.personal_details(referral, cases=Cases(db), keys=keys))
 
     @router.post(f"{HANDOVER_PATH}/status", response_model=ReferralView, tags=["referrals"])
     async def report_status(referral_id: str, report: StatusReport, caller: Caller) -> ReferralView:
         """The receiving agency reports progress; the library sees it on the help request."""
         try:
-            referral = await handlers.report_status(
-                referral_id, report.status, report.reason, caller=caller, repo=repo, events=events, now=clock()
-            )
+            async with db.unit_of_work() as tx:
+                referral = await handlers.report_status(
+                    referral_id,
+                    report.status,
+                    report.reason,
+                    caller=caller,
+                    uow=RoutingUnitOfWork(tx),
+                    events=events,
+                    now=clock(),
+                )
         except handlers.NotFound:
             raise Problem(404, "Referral not found") from None
         except InvalidTransition as exc:
             raise Problem(409, "Status change not allowed", str(exc)) from None
-        except ConcurrentChange:
-            raise Problem(409, "Referral changed meanwhile", "read it again and retry") from None
         return ReferralView.of(referral)
 
     return router

@@ -15,8 +15,8 @@ from services.routing import webhook_handlers
 from services.routing.adapters.webhooks import (
     Delivery,
     HttpWebhookSender,
-    MongoWebhookRepository,
     WebhookRepository,
+    Webhooks,
     WebhookSender,
 )
 from services.routing.domain.webhooks import KNOWN_EVENT_TYPES, DeliveryPolicy, Subscription, callback_url_problem
@@ -29,6 +29,7 @@ from shared.http import Problem, require_json
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, service_settings
+from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
@@ -201,23 +202,25 @@ def build_router(*, authenticated, repo: WebhookRepository, sender: WebhookSende
 # --- Consuming and delivering -----------------------------------------------------------------
 
 
-def agency_handlers(topic: str, agency: str, repo: WebhookRepository) -> dict[str, Handler]:
-    """Every event type on `agency`'s topic is queued for its webhook subscriptions."""
+def agency_handlers(topic: str, agency: str) -> dict[str, Handler]:
+    """Every event type on `agency`'s topic is queued for its webhook subscriptions, in the
+    consumer's unit of work (with the processed record: a re-delivery queues nothing)."""
 
-    async def queue(event: CloudEvent, data: Any) -> None:
-        await webhook_handlers.on_agency_event(event, topic, agency=agency, repo=repo)
+    async def queue(event: CloudEvent, data: Any, tx: UnitOfWork) -> None:
+        await webhook_handlers.on_agency_event(event, topic, agency=agency, repo=Webhooks(tx.conn))
 
     return {name: queue for name in EVENT_TYPES}
 
 
-def subscribe(consumer: EventConsumer, repo: WebhookRepository, agencies: list[str]) -> None:
-    consumer.subscribe_many({referral_topic(a): agency_handlers(referral_topic(a), a, repo) for a in agencies})
+def subscribe(consumer: EventConsumer, agencies: list[str]) -> None:
+    consumer.subscribe_many({referral_topic(a): agency_handlers(referral_topic(a), a) for a in agencies})
 
 
 class DeliveryWorker:
-    """Sends due deliveries; polls, and is woken at once when the consumer queued something."""
+    """Sends due deliveries; polls, and is woken at once when the consumer queued something.
+    Every instance runs one: claims (SKIP LOCKED + lease) keep them off each other's deliveries."""
 
-    def __init__(self, repo: MongoWebhookRepository, sender: HttpWebhookSender, config: WebhookSettings) -> None:
+    def __init__(self, repo: WebhookRepository, sender: HttpWebhookSender, config: WebhookSettings) -> None:
         self.repo, self.sender, self.config = repo, sender, config
         self.policy = config.policy()
         self._wake = asyncio.Event()
@@ -232,14 +235,10 @@ class DeliveryWorker:
             await self.sender.aclose()
 
     async def _loop(self) -> None:
-        prepared = False
         while True:
             self._wake.clear()
             more = False
             try:
-                if not prepared:
-                    await self.repo.prepare()
-                    prepared = True
                 more = await self.deliver_once() == self.config.batch_size
             except Exception:
                 # Database unavailable: deliveries stay pending and are picked up on a later round.
@@ -271,7 +270,7 @@ def install(
     and the delivery worker, which starts and stops with the service."""
     config = config or WebhookSettings()
     origin = handshake_origin(config, settings.public_base_url)
-    repo = MongoWebhookRepository(runtime.db)
+    repo = Webhooks(runtime.db)  # on the pool: each statement commits on its own
     sender = HttpWebhookSender(config.http_timeout_seconds)
     worker = DeliveryWorker(repo, sender, config)
     app.include_router(build_router(authenticated=runtime.authenticated, repo=repo, sender=sender, origin=origin))
@@ -283,6 +282,6 @@ def install(
         backoff_seconds=settings.consumer_backoff_seconds,
         on_handled=worker.notify,  # a queued event goes out right away, not at the next poll
     )
-    subscribe(consumer, repo, list(reference.AGENCIES))
+    subscribe(consumer, list(reference.AGENCIES))
     runtime.add_background(worker.run)
     return worker

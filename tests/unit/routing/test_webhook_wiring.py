@@ -1,6 +1,6 @@
 """install(): the API, a consumer group of its own on every agency topic, the delivery worker."""
 
-from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 
 from fastapi import FastAPI
@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from services.routing.bootstrap import RoutingSettings
 from services.routing.entrypoints import webhooks
 from shared import reference
+from shared.db import Database
 from shared.events.catalog import EVENT_TYPES, referral_topic
 from shared.kafka import make_broker
 
@@ -16,7 +17,7 @@ def test_install_wires_api_consumer_and_worker():
     background = []
     runtime = SimpleNamespace(
         broker=make_broker("127.0.0.1:9", client_id="ido-tests"),  # never started
-        db=defaultdict(object),
+        db=Database("postgresql://ido_routing@127.0.0.1:9/ido_routing", Path("/nonexistent")),  # never connected
         authenticated=lambda: None,
         add_background=background.append,
     )
@@ -32,7 +33,7 @@ def test_install_wires_api_consumer_and_worker():
 
 
 def test_every_event_type_on_an_agency_topic_is_queued():
-    handlers = webhooks.agency_handlers("ido.referrals.cak.v1", "cak", repo=None)
+    handlers = webhooks.agency_handlers("ido.referrals.cak.v1", "cak")
     assert set(handlers) == set(EVENT_TYPES)
 
 
