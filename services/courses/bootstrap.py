@@ -1,18 +1,19 @@
-"""Wires courses: settings, database, broker, repository, HTTP routes and the offer-expiry watch."""
+"""Wires courses: settings, database (migrated at start), broker, consumers, HTTP routes and the
+offer-expiry and retention watch."""
 
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import partial
+from pathlib import Path
 
 from fastapi import FastAPI
 from pydantic import Field
 
 from services.courses import handlers
-from services.courses.adapters.repository import ENROLMENTS, READINESS, RUNS, MongoCoursesRepository
+from services.courses.adapters.repository import CoursesUnitOfWork, units_of_work
+from services.courses.domain.model import DEFAULT_COURSE_TYPES
 from services.courses.entrypoints import http
 from shared.events import catalog
-from shared.events.envelope import CloudEvent
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime, utc_now
 from shared.settings import ServiceSettings, service_settings
@@ -38,40 +39,48 @@ class CoursesSettings(ServiceSettings):
 
 def build_app(settings: CoursesSettings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     settings = settings or CoursesSettings()
-    runtime = ServiceRuntime(settings, outbox_collections=[RUNS, ENROLMENTS, READINESS])
-    repo = MongoCoursesRepository(runtime.db, runtime.relay)
+    runtime = ServiceRuntime(settings, migrations_dir=Path(__file__).parent / "migrations")
+    units = units_of_work(runtime.db)
     window = timedelta(hours=settings.acceptance_window_hours)
+    retention = timedelta(days=settings.retention_days)
+
+    async def seed_course_types() -> None:
+        async with units() as uow:
+            await handlers.seed_course_types(DEFAULT_COURSE_TYPES, uow=uow)
 
     async def expire_offers() -> None:
+        # Every instance runs this watch; the run's row lock lets each offer lapse once.
         while True:
             try:
-                await handlers.expire_offers(repo=repo, events=runtime.events, now=clock(), window=window)
-                await handlers.purge_participants(
-                    retention=timedelta(days=settings.retention_days), repo=repo, now=clock()
-                )
+                await handlers.expire_offers(units=units, events=runtime.events, now=clock(), window=window)
+                async with units() as uow:
+                    await handlers.purge_participants(retention=retention, uow=uow, now=clock())
             except Exception:
                 log.exception("offer expiry failed; retrying")
             await asyncio.sleep(settings.offer_check_seconds)
 
     runtime.add_background(expire_offers)
 
-    async def help_request_routed(event: CloudEvent, data: catalog.HelpRequestRouted) -> None:
-        await handlers.on_help_request_routed(event, data, repo=repo, now=clock())
-
     runtime.consumer.subscribe_many(
         {
-            catalog.ROUTING: {catalog.HelpRequestRouted.event_name: help_request_routed},
+            catalog.ROUTING: {
+                catalog.HelpRequestRouted.event_name: lambda event, data, tx: handlers.on_help_request_routed(
+                    event, data, uow=CoursesUnitOfWork(tx), now=clock()
+                )
+            },
             catalog.LIBRARIES: {
-                catalog.IdoLocationRegistered.event_name: partial(handlers.on_location_registered, repo=repo)
+                catalog.IdoLocationRegistered.event_name: lambda event, data, tx: handlers.on_location_registered(
+                    event, data, uow=CoursesUnitOfWork(tx)
+                )
             },
         }
     )
-    app = runtime.http_app(title="IDO courses API", api_version=API_VERSION, on_start=repo.prepare)
+    app = runtime.http_app(title="IDO courses API", api_version=API_VERSION, on_start=seed_course_types)
     http.install_error_answers(app)
     app.include_router(
         http.build_router(
             authenticated=runtime.authenticated,
-            repo=repo,
+            db=runtime.db,
             events=runtime.events,
             clock=clock,
             window=window,

@@ -7,27 +7,46 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.courses import handlers
-from services.courses.adapters.repository import MongoCoursesRepository
-from services.courses.domain.model import Enrol, ScheduleRun
-from shared.outbox import EventFactory, OutboxRelay
+from services.courses.adapters.repository import CoursesUnitOfWork, reading, units_of_work
+from services.courses.domain.model import DEFAULT_COURSE_TYPES, AlreadyEnrolled, Enrol, ScheduleRun
+from shared.events.catalog import IdoLocationRegistered
+from shared.outbox import EventFactory
 
 pytestmark = pytest.mark.infra
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=24)
+LIB = "rivierenland"
+EVENTS = EventFactory(service="courses", oin="00000001003214345000", base_url="http://courses")
+
+
+async def within(db, handler, *args, **kwargs):
+    """Run one handler in its own unit of work, as the HTTP entrypoint does."""
+    async with db.unit_of_work() as tx:
+        return await handler(*args, uow=CoursesUnitOfWork(tx), **kwargs)
 
 
 @pytest.fixture
-async def courses(db):
-    repo = MongoCoursesRepository(db, OutboxRelay([], publish=None))  # its per-document locks, no publishing
-    await repo.put_location(
-        {"_id": "rivierenland:centrum", "library": "rivierenland", "code": "centrum", "postcode": "4001 AA"}
+async def db(migrated):
+    db = await migrated("courses")
+    location = IdoLocationRegistered(
+        location_id=f"{LIB}:centrum",
+        library=LIB,
+        code="centrum",
+        name="IDO Centrum",
+        postcode="4001 AA",
+        city="Tiel",
+        opening_hours_per_week=20,
+        staff=2,
+        volunteers=3,
+        registered_at=NOW,
     )
-    await repo.prepare()
-    return repo, EventFactory(service="courses", oin="00000001003214345000", base_url="http://courses")
+    await within(db, handlers.on_location_registered, None, location)
+    await within(db, handlers.seed_course_types, DEFAULT_COURSE_TYPES)
+    return db
 
 
-async def klik_en_tik_run(repo, events) -> str:
+async def klik_en_tik_run(db) -> str:
     start = NOW + timedelta(days=7)
     cmd = ScheduleRun(
         course_type="klik-en-tik",
@@ -37,66 +56,65 @@ async def klik_en_tik_run(repo, events) -> str:
             for i in range(8)
         ],
     )
-    return (await handlers.schedule_run(cmd, library="rivierenland", repo=repo, events=events, now=NOW))["_id"]
+    return (await within(db, handlers.schedule_run, cmd, library=LIB, events=EVENTS, now=NOW)).id
 
 
 def person(i: int) -> Enrol:
     return Enrol(name=f"Deelnemer {i}", contact={"phone": f"06 1234 {i:04d}"}, consent=True)
 
 
-async def test_fifty_concurrent_enrolments_for_eight_seats(courses):
-    repo, events = courses
-    run_id = await klik_en_tik_run(repo, events)
+async def enrol(db, run_id: str, i: int):
+    return await within(db, handlers.enrol, run_id, person(i), library=LIB, events=EVENTS, now=NOW)
 
-    results = await asyncio.gather(
-        *(
-            handlers.enrol(run_id, person(i), library="rivierenland", repo=repo, events=events, now=NOW)
-            for i in range(50)
-        )
-    )
 
-    enrolled = [r for r in results if r["status"] == "enrolled"]
-    waitlisted = sorted((r for r in results if r["status"] == "waitlisted"), key=lambda r: r["position"])
+async def status(db, enrolment_key: str):
+    return await reading(db).runs.enrolment(enrolment_key)
+
+
+async def test_fifty_concurrent_enrolments_for_eight_seats(db):
+    run_id = await klik_en_tik_run(db)
+
+    results = await asyncio.gather(*(enrol(db, run_id, i) for i in range(50)))
+
+    enrolled = [r for r in results if r.status == "enrolled"]
+    waitlisted = sorted((r for r in results if r.status == "waitlisted"), key=lambda r: r.position)
     assert len(enrolled) == 8 and len(waitlisted) == 42
-    assert sorted(r["position"] for r in enrolled) == list(range(1, 9))
-    assert [r["position"] for r in waitlisted] == list(range(9, 51)), "the waitlist in arrival order"
-    assert await repo.seats_taken(run_id) == 8
+    assert sorted(r.position for r in enrolled) == list(range(1, 9))
+    assert [r.position for r in waitlisted] == list(range(9, 51)), "the waitlist in arrival order"
+    assert (await reading(db).runs.get(run_id)).seats_taken == 8
+    assert await db.fetchval("SELECT count(*) FROM enrolments WHERE run_id = $1 AND seat IS NOT NULL", run_id) == 8
 
 
-async def test_a_freed_seat_is_offered_first_in_first_out_and_lapses_after_its_window(courses):
-    repo, events = courses
-    run_id = await klik_en_tik_run(repo, events)
-    people = [
-        await handlers.enrol(run_id, person(i), library="rivierenland", repo=repo, events=events, now=NOW)
-        for i in range(10)
-    ]
-    first_waiting, second_waiting = people[8]["_id"], people[9]["_id"]
+async def test_a_freed_seat_is_offered_first_in_first_out_and_lapses_after_its_window(db):
+    run_id = await klik_en_tik_run(db)
+    people = [await enrol(db, run_id, i) for i in range(10)]
+    first_waiting, second_waiting = people[8].id, people[9].id
 
-    await handlers.cancel(people[0]["_id"], library="rivierenland", repo=repo, events=events, now=NOW, window=WINDOW)
-    offered = await repo.enrolment(first_waiting)
-    assert offered["status"] == "offered" and offered["offered_until"] == NOW + WINDOW
-    assert (await repo.enrolment(second_waiting))["status"] == "waitlisted"
+    await within(db, handlers.cancel, people[0].id, library=LIB, events=EVENTS, now=NOW, window=WINDOW)
+    offered = await status(db, first_waiting)
+    assert offered.status == "offered" and offered.offered_until == NOW + WINDOW
+    assert (await status(db, second_waiting)).status == "waitlisted"
 
+    units = units_of_work(db)
     later = NOW + WINDOW - timedelta(minutes=1)
-    assert await handlers.expire_offers(repo=repo, events=events, now=later, window=WINDOW) == 0
-    assert await handlers.expire_offers(repo=repo, events=events, now=NOW + WINDOW, window=WINDOW) == 1
-    assert (await repo.enrolment(first_waiting))["status"] == "offer_expired"
-    assert (await repo.enrolment(second_waiting))["status"] == "offered", "the next in line gets the seat"
+    assert await handlers.expire_offers(units=units, events=EVENTS, now=later, window=WINDOW) == 0
+    assert await handlers.expire_offers(units=units, events=EVENTS, now=NOW + WINDOW, window=WINDOW) == 1
+    assert (await status(db, first_waiting)).status == "offer_expired"
+    assert (await status(db, second_waiting)).status == "offered", "the next in line gets the seat"
 
     with pytest.raises(handlers.Refused):  # too late for the first
-        await handlers.accept_offer(first_waiting, library="rivierenland", repo=repo, now=NOW + WINDOW)
-    accepted = await handlers.accept_offer(second_waiting, library="rivierenland", repo=repo, now=NOW + WINDOW)
-    assert accepted["status"] == "enrolled"
-    statuses = [e["status"] for e in await repo.enrolments_of(run_id)]
-    assert statuses.count("enrolled") == 8 and await repo.seats_taken(run_id) == 8
+        await within(db, handlers.accept_offer, first_waiting, library=LIB, now=NOW + WINDOW)
+    accepted = await within(db, handlers.accept_offer, second_waiting, library=LIB, now=NOW + WINDOW)
+    assert accepted.status == "enrolled"
+    statuses = [e.status for e in await reading(db).runs.enrolments_of(run_id)]
+    assert statuses.count("enrolled") == 8 and (await reading(db).runs.get(run_id)).seats_taken == 8
 
 
-async def test_the_same_participant_cannot_enrol_twice(courses):
-    repo, events = courses
-    run_id = await klik_en_tik_run(repo, events)
-    await handlers.enrol(run_id, person(1), library="rivierenland", repo=repo, events=events, now=NOW)
-    from services.courses.adapters.repository import AlreadyEnrolled
+async def test_the_same_participant_cannot_enrol_twice(db):
+    run_id = await klik_en_tik_run(db)
+    await enrol(db, run_id, 1)
 
     with pytest.raises(AlreadyEnrolled):
-        await handlers.enrol(run_id, person(1), library="rivierenland", repo=repo, events=events, now=NOW)
-    assert await repo.seats_taken(run_id) == 1
+        await enrol(db, run_id, 1)
+    assert (await reading(db).runs.get(run_id)).seats_taken == 1
+    assert await db.fetchval("SELECT next_position FROM course_runs WHERE id = $1", run_id) == 1, "no number used"
