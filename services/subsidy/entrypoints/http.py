@@ -1,7 +1,8 @@
 """Subsidy's HTTP API: schemes (KB staff), applications (libraries), decisions (KB staff) and
-the budget overview."""
+the budget overview. Every command runs in one unit of work; reads go to the pool."""
 
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,10 +11,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from services.subsidy import handlers
-from services.subsidy.adapters.repository import BudgetBusy, MongoSubsidyRepository
-from services.subsidy.domain.model import Apply, Decide, Refused, Renew, Scheme
+from services.subsidy.adapters.repository import SubsidyUnitOfWork, SubsidyViews
+from services.subsidy.domain.model import Application, Apply, Decide, Refused, Renew, Scheme
 from shared.auth import Principal
-from shared.events.catalog import SubsidySchemePublished
+from shared.db import Database
 from shared.http import Problem, field_problem, problem_response, require_json
 from shared.outbox import EventFactory
 
@@ -35,8 +36,24 @@ class ApplicationView(BaseModel):
     trail: list[dict[str, Any]]
 
     @classmethod
-    def of(cls, doc: dict[str, Any]) -> "ApplicationView":
-        return cls.model_validate({**doc, "id": doc["_id"]})
+    def of(cls, application: Application) -> "ApplicationView":
+        renewal = asdict(application.renewal) if application.renewal else None
+        return cls(
+            id=application.id,
+            scheme=application.scheme,
+            library=application.library,
+            inhabitants=application.inhabitants,
+            ido_opening_date=application.ido_opening_date.isoformat(),
+            planned_course_offers=application.planned_course_offers,
+            calculation=[line.model_dump(mode="json") for line in application.calculation],
+            requested_cents=application.requested_cents,
+            granted_cents=application.granted_cents,
+            status=application.status,
+            decision_reason=application.decision_reason,
+            payments=[asdict(p) for p in application.payments],
+            renewal=renewal and {**renewal, "signed_on": renewal["signed_on"].isoformat()},
+            trail=[asdict(t) for t in application.trail],
+        )
 
 
 class Overview(BaseModel):
@@ -60,20 +77,17 @@ def install_error_answers(app: FastAPI) -> None:
     async def conflict(_: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, handlers.BudgetExhausted):
             return problem_response(409, "Budget exhausted", "the grant does not fit in the scheme's remaining budget")
-        if isinstance(exc, BudgetBusy):
-            return problem_response(503, "Budget busy", "try again", headers={"Retry-After": "1"})
         return problem_response(409, "Already decided", f"the application is {exc}")
 
     app.add_exception_handler(Refused, refused)
     app.add_exception_handler(handlers.NotFound, not_found)
-    for error in (handlers.AlreadyDecided, handlers.BudgetExhausted, BudgetBusy):
+    for error in (handlers.AlreadyDecided, handlers.BudgetExhausted):
         app.add_exception_handler(error, conflict)
 
 
-def build_router(
-    *, authenticated, repo: MongoSubsidyRepository, events: EventFactory, clock: Callable[[], datetime]
-) -> APIRouter:
+def build_router(*, authenticated, db: Database, events: EventFactory, clock: Callable[[], datetime]) -> APIRouter:
     router = APIRouter(prefix="/v1")
+    views = SubsidyViews(db)
     Caller = Annotated[Principal, Depends(authenticated)]
 
     def kb_only(caller: Principal) -> None:
@@ -84,42 +98,30 @@ def build_router(
     async def put_scheme(code: str, scheme: Scheme, caller: Caller) -> Scheme:
         """Create or change a scheme (KB staff); decisions already taken keep their amounts."""
         kb_only(caller)
-        published = SubsidySchemePublished(
-            scheme=code,
-            name=scheme.name,
-            opens=scheme.opens,
-            closes=scheme.closes,
-            budget_ceiling_cents=scheme.budget_ceiling_cents,
-        )
-        await repo.put_scheme(code, scheme.model_dump(mode="json"), [events.create(published, correlation_id=code)])
+        async with db.unit_of_work() as tx:
+            await handlers.put_scheme(code, scheme, uow=SubsidyUnitOfWork(tx), events=events)
         return scheme
 
     @router.get("/schemes", tags=["schemes"])
     async def schemes(caller: Caller) -> list[dict[str, Any]]:
         """The schemes with their windows and rates."""
-        return [{"code": d.pop("_id"), **d} for d in await repo.all_schemes()]
+        return [{"code": code, **scheme.model_dump(mode="json")} for code, scheme in await views.schemes()]
 
     @router.get("/schemes/{code}/overview", response_model=Overview, tags=["schemes"])
     async def overview(code: str, caller: Caller) -> Overview:
         """Awarded (reserved) and remaining budget, and applications per status (KB staff)."""
         kb_only(caller)
-        scheme, budget = await repo.scheme(code), await repo.budget(code)
-        if scheme is None or budget is None:
+        figures = await views.overview(code)
+        if figures is None:
             raise Problem(404, "Scheme not found")
-        counts: dict[str, int] = {}
-        paid = 0
-        for application in await repo.applications_of(None):
-            if application["scheme"] == code:
-                counts[application["status"]] = counts.get(application["status"], 0) + 1
-                paid += sum(p["amount_cents"] for p in application.get("payments", []))
-        ceiling = scheme["budget_ceiling_cents"]
+        ceiling, reserved = figures["budget_ceiling_cents"], figures["reserved_cents"]
         return Overview(
             scheme=code,
             budget_ceiling_cents=ceiling,
-            reserved_cents=budget["reserved_cents"],
-            paid_cents=paid,
-            remaining_cents=ceiling - budget["reserved_cents"],
-            applications=counts,
+            reserved_cents=reserved,
+            paid_cents=figures["paid_cents"],
+            remaining_cents=ceiling - reserved,
+            applications=figures["applications"],
         )
 
     @router.post(
@@ -133,9 +135,11 @@ def build_router(
         """Apply for a scheme; the answer shows the amount with its calculation."""
         if caller.role != "library":
             raise Problem(403, "Only a library applies")
-        return ApplicationView.of(
-            await handlers.apply(cmd, library=caller.organisation, repo=repo, events=events, now=clock())
-        )
+        async with db.unit_of_work() as tx:
+            application = await handlers.apply(
+                cmd, library=caller.organisation, uow=SubsidyUnitOfWork(tx), events=events, now=clock()
+            )
+        return ApplicationView.of(application)
 
     @router.get("/applications", response_model=list[ApplicationView], tags=["applications"])
     async def applications(caller: Caller) -> list[ApplicationView]:
@@ -143,14 +147,16 @@ def build_router(
         if caller.role not in ("library", "kb"):
             raise Problem(403, "Only libraries and KB staff")
         library = caller.organisation if caller.role == "library" else None
-        return [ApplicationView.of(d) for d in await repo.applications_of(library)]
+        return [ApplicationView.of(a) for a in await views.applications_of(library)]
 
     @router.get("/applications/{application_id}", response_model=ApplicationView, tags=["applications"])
     async def application(application_id: str, caller: Caller) -> ApplicationView:
-        doc = await repo.application(application_id)
-        if doc is None or (caller.role != "kb" and (caller.role != "library" or doc["library"] != caller.organisation)):
+        found = await views.application(application_id)
+        if found is None or (
+            caller.role != "kb" and (caller.role != "library" or found.library != caller.organisation)
+        ):
             raise Problem(404, "Application not found")
-        return ApplicationView.of(doc)
+        return ApplicationView.of(found)
 
     @router.post(
         "/applications/{application_id}/renewal",
@@ -162,8 +168,11 @@ def build_router(
         """The signed renewal confirmation for the extension year, before its deadline (library)."""
         if caller.role != "library":
             raise Problem(403, "Only the library renews its application")
-        await handlers.renew(application_id, cmd, library=caller.organisation, repo=repo, events=events, now=clock())
-        return ApplicationView.of(await repo.application(application_id) or {})
+        async with db.unit_of_work() as tx:
+            application = await handlers.renew(
+                application_id, cmd, library=caller.organisation, uow=SubsidyUnitOfWork(tx), events=events, now=clock()
+            )
+        return ApplicationView.of(application)
 
     @router.post(
         "/applications/{application_id}/decision",
@@ -174,7 +183,10 @@ def build_router(
     async def decide(application_id: str, cmd: Decide, caller: Caller) -> ApplicationView:
         """Grant (all or part) or reject, always with a reason (KB staff)."""
         kb_only(caller)
-        await handlers.decide(application_id, cmd, caller=caller, repo=repo, events=events, now=clock())
-        return ApplicationView.of(await repo.application(application_id) or {})
+        async with db.unit_of_work() as tx:
+            application = await handlers.decide(
+                application_id, cmd, caller=caller, uow=SubsidyUnitOfWork(tx), events=events, now=clock()
+            )
+        return ApplicationView.of(application)
 
     return router
