@@ -1,5 +1,7 @@
-"""The running system, as users reach it: the five service processes (deploy/local/services.sh,
-the same runner `make up` uses) on the real broker and database."""
+"""The running system, as users reach it: the five services (deploy/local/services.sh, the same
+runner `make up` uses) on the real broker and database, each in TWO instances (instance 1 on
+the port + 100), as operators may run them: consumers split the partitions between them, and
+tests reach either instance's API (`instance(url, 1)`)."""
 
 import os
 import subprocess
@@ -19,8 +21,17 @@ SERVICES = REPO_ROOT / "deploy" / "local" / "services.sh"
 IDO = Path(sys.executable).parent / "ido"
 
 
+INSTANCES = int(os.environ.get("IDO_E2E_INSTANCES", "2"))
+
+
 def url(service: str, default_port: int) -> str:
     return f"http://127.0.0.1:{os.environ.get(f'{service.upper()}_PORT', default_port)}"
+
+
+def instance(base: str, k: int) -> str:
+    """The address of instance k of the service at `base` (its port + 100*k)."""
+    head, port = base.rsplit(":", 1)
+    return f"{head}:{int(port) + 100 * k}"
 
 
 INTAKE = url("intake", 8001)
@@ -37,8 +48,9 @@ def _healthy(base: str) -> bool:
 @pytest.fixture(scope="session")
 def system(infra) -> Iterator[dict[str, str]]:
     started = False
-    if not (_healthy(INTAKE) and _healthy(ROUTING)):
-        result = subprocess.run([str(SERVICES), "start"], capture_output=True, text=True, timeout=300)
+    if not all(_healthy(instance(base, k)) for base in (INTAKE, ROUTING) for k in range(INSTANCES)):
+        env = {**os.environ, "INSTANCES": str(INSTANCES)}
+        result = subprocess.run([str(SERVICES), "start"], capture_output=True, text=True, timeout=300, env=env)
         if result.returncode != 0:
             unavailable(f"services did not start: {result.stderr[-3000:]}")
         started = True
