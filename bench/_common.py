@@ -1,7 +1,8 @@
-"""Helpers shared by the benchmark scripts: credentials, percentiles, CPU accounting, idle wait.
+"""Helpers shared by the benchmark scripts: credentials, percentiles, CPU accounting, idle wait,
+and the state of the services' PostgreSQL databases.
 
 Benchmarks are not tests: they print figures and never assert. Everything they talk to is on
-127.0.0.1 (the services started by `make up`, Kafka and FerretDB).
+127.0.0.1 (the services started by `make up`, Kafka and PostgreSQL).
 """
 
 import json
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = REPO_ROOT / ".local" / "run"
@@ -92,13 +94,24 @@ def fmt_ms(s: dict[str, float]) -> str:
     return "  ".join(f"{k} {s[k]:7.2f}" for k in ("p50", "p95", "p99", "max"))
 
 
-def _proc_cpu_seconds(pid: int) -> float | None:
+def _proc_stat(pid: int | str) -> tuple[str, list[str]] | None:
+    """(command name, the fields after it) of /proc/<pid>/stat, or None if the process is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return None
+    head, _, rest = text.rpartition(")")
+    return head.partition("(")[2], rest.split()
+
+
+def _cpu_seconds(fields: list[str]) -> float:
     # After the ")" the fields start at index 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _proc_cpu_seconds(pid: int) -> float | None:
+    stat = _proc_stat(pid)
+    return _cpu_seconds(stat[1]) if stat else None
 
 
 def _machine_busy() -> tuple[float, float]:
@@ -110,39 +123,58 @@ def _machine_busy() -> tuple[float, float]:
 
 
 def platform_pids() -> dict[str, int]:
-    """The processes `make up` started (deploy/local writes their pids to .local/run)."""
+    """The processes `make up` started: deploy/local writes their pids to .local/run (intake,
+    routing, routing-1 with INSTANCES=2, ..., kafka). PostgreSQL is counted by command name."""
     pids = {}
-    for name in ("intake", "routing", "courses", "subsidy", "reporting", "kafka", "ferretdb"):
+    for pidfile in sorted(RUN_DIR.glob("*.pid")):
         try:
-            pids[name] = int((RUN_DIR / f"{name}.pid").read_text().strip())
+            pids[pidfile.stem] = int(pidfile.read_text().strip())
         except (OSError, ValueError):
             continue
     return pids
 
 
+# Processes counted together by command name: PostgreSQL runs a process per connection.
+BY_COMMAND = {"postgres": "postgres"}
+
+
 @dataclass
 class CpuSnapshot:
     at: float
-    procs: dict[str, float]
+    procs: dict[str, dict[int, float]]  # name -> {pid: CPU seconds}
     busy: float
     total: float
 
 
 class CpuMeter:
-    """CPU time used per process (and by the whole machine) between two snapshots, in cores."""
+    """CPU time used per process (and by the whole machine) between two snapshots, in cores.
+    PostgreSQL is the sum over all its processes (the server and one backend per connection)."""
 
     def __init__(self, extra: dict[str, int] | None = None) -> None:
         self.pids = {**platform_pids(), "bench (load generator)": os.getpid(), **(extra or {})}
 
     def snapshot(self) -> CpuSnapshot:
-        procs = {name: cpu for name, pid in self.pids.items() if (cpu := _proc_cpu_seconds(pid)) is not None}
+        procs: dict[str, dict[int, float]] = {}
+        for name, pid in self.pids.items():
+            if (cpu := _proc_cpu_seconds(pid)) is not None:
+                procs[name] = {pid: cpu}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and (stat := _proc_stat(entry.name)) and stat[0] in BY_COMMAND:
+                procs.setdefault(BY_COMMAND[stat[0]], {})[int(entry.name)] = _cpu_seconds(stat[1])
         busy, total = _machine_busy()
         return CpuSnapshot(time.monotonic(), procs, busy, total)
 
     @staticmethod
     def cores_used(a: CpuSnapshot, b: CpuSnapshot) -> dict[str, float]:
         wall = b.at - a.at
-        used = {name: (b.procs[name] - a.procs[name]) / wall for name in a.procs if name in b.procs}
+        used = {}
+        for name, after in b.procs.items():
+            before = a.procs.get(name)
+            if before is None:
+                continue
+            # A process that started in between (a new connection's backend) counts whole;
+            # one that ended in between is not seen.
+            used[name] = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items()) / wall
         used["machine (all processes)"] = (b.busy - a.busy) / max(1, b.total - a.total) * (os.cpu_count() or 1)
         return used
 
@@ -173,24 +205,60 @@ async def wait_until_idle(
             return waited, busy_cores
 
 
-OUTBOX_COLLECTIONS = (("ido_intake", "help_requests"), ("ido_routing", "routing_cases"))
+# The services' tables whose size the e2e path depends on, per service database. The outbox
+# holds only what the relay has not published yet: its row count is the relay's backlog.
+PLATFORM_TABLES = {
+    "intake": ("help_requests", "processed_events", "outbox"),
+    "routing": ("routing_cases", "referrals", "processed_events", "outbox"),
+}
+# Above this many rows (as of the last ANALYZE) a table's size is PostgreSQL's estimate, not a count(*).
+EXACT_COUNT_BELOW = 200_000
 
 
-async def platform_state(mongodb_url: str) -> str:
-    """Sizes of the outbox collections and how many documents still wait for the relay.
-    (On FerretDB/SQLite most queries scan the whole collection, so the size matters.)"""
-    from shared.mongo import connect
-
-    client = connect(mongodb_url)
+async def table_sizes(conn: Any, tables: Sequence[str]) -> list[str]:
+    """'<table> <rows> rows <size>' for each table that exists; '~' marks an estimate."""
     parts = []
-    try:
-        for db, coll in OUTBOX_COLLECTIONS:
-            collection = client[db][coll]
-            size = await collection.estimated_document_count()
-            pending = await collection.count_documents({"outbox_pending": True})
-            parts.append(f"{db}.{coll} {size} docs ({pending} outbox pending)")
-    except Exception as exc:  # the figures are informative only
-        parts.append(f"unavailable: {type(exc).__name__}")
-    finally:
-        await client.close()
-    return ", ".join(parts)
+    for table in tables:
+        row = await conn.fetchrow(
+            "SELECT reltuples::bigint AS estimate, pg_total_relation_size(oid) AS bytes FROM pg_class "
+            "WHERE oid = to_regclass($1)",
+            table,
+        )
+        if row is None:
+            parts.append(f"{table} (no table)")
+            continue
+        if row["estimate"] >= EXACT_COUNT_BELOW:  # -1: never analysed, so counted
+            rows = f"~{row['estimate']:,}"
+        else:
+            rows = f"{await conn.fetchval(f'SELECT count(*) FROM {table}'):,}"  # a name of ours
+        label = "rows pending" if table == "outbox" else "rows"
+        parts.append(f"{table} {rows} {label} ({row['bytes'] / 2**20:.1f} MiB)")
+    return parts
+
+
+async def platform_state(urls: dict[str, str] | None = None) -> str:
+    """Rows (and on-disk size) of the tables the e2e path writes, and how many outbox rows still
+    wait for each relay; read as each service's own role, the way the service reads them.
+    `urls`: other databases than the services' (service -> database URL)."""
+    from urllib.parse import urlsplit
+
+    from shared.db import connect
+    from shared.settings import InfraSettings
+
+    settings = InfraSettings()
+    parts = []
+    for service, tables in PLATFORM_TABLES.items():
+        url = (urls or {}).get(service) or settings.service_database_url(service)
+        database = urlsplit(url).path.lstrip("/")
+        try:
+            conn = await connect(url, settings.pgpassfile)
+        except Exception as exc:  # the figures are informative only
+            parts.append(f"{database}: unavailable ({type(exc).__name__})")
+            continue
+        try:
+            parts.append(f"{database}: " + ", ".join(await table_sizes(conn, tables)))
+        except Exception as exc:
+            parts.append(f"{database}: unavailable ({type(exc).__name__}: {exc})")
+        finally:
+            await conn.close()
+    return "; ".join(parts)

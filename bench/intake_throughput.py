@@ -3,14 +3,17 @@
 Closed loop: N concurrent clients (httpx.AsyncClient, one keep-alive connection each) post the
 same help request back to back, for a warm-up and then a measured period. The same load is then
 put on a *bare* FastAPI endpoint (a subprocess on an ephemeral 127.0.0.1 port, served by uvicorn
-with the same settings as the services) that does only what the database part of intake does:
-one `insert_one` of a document of the same shape and size into a scratch database on the same
-FerretDB (with the same secondary indexes), without validation, credentials, event, outbox relay
-or logging. The scratch database is dropped afterwards. The ratio intake/bare shows what the
-platform's own work costs on top of "FastAPI + one FerretDB write" (target: intake >= 0.6x bare).
+the way the services are) that does only what the database part of intake does: ONE INSERT of
+the same row (id, library, time, status, themes, the request as jsonb, a fingerprint and a data
+key) into a `help_requests` table made by intake's own migrations, with the same indexes, in a
+scratch database on the same PostgreSQL, through an asyncpg pool like the services' (shared.db:
+same pool size and JSON codecs); no validation, credential, rate limit, transaction, outbox
+row, event, relay or logging. The administrator creates the scratch database before and drops it
+afterwards. The ratio intake/bare shows what the platform's own work costs on top of "FastAPI +
+one INSERT" (target: intake >= 0.6x bare).
 
 The load generator is a Python process on the same 2-core machine: it competes for the CPU
-with intake, routing, FerretDB and Kafka, so the absolute figures are lower bounds of what the
+with intake, routing, PostgreSQL and Kafka, so the absolute figures are lower bounds of what the
 service could do with a separate client machine. The CPU line per phase shows who used what.
 
     make up
@@ -35,6 +38,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -43,6 +47,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from _common import (
     BODY_BYTES,
+    REPO_ROOT,
     CpuMeter,
     code_version,
     fmt_ms,
@@ -53,48 +58,29 @@ from _common import (
     wait_until_idle,
 )
 
+INTAKE_MIGRATIONS = REPO_ROOT / "services" / "intake" / "migrations"
+
 # --------------------------------------------------------------------------------------------
-# The bare baseline server (runs in a child process: `intake_throughput.py --serve-bare ...`)
+# The bare baseline server (runs in a child process: `intake_throughput.py --serve-bare URL`)
 # --------------------------------------------------------------------------------------------
 
-# An outbox entry of the size intake stores (a serialized HelpRequested CloudEvent, ~650 bytes).
-_FAKE_EVENT = json.dumps(
-    {
-        "specversion": "1.0",
-        "id": "00000000-0000-4000-8000-000000000000",
-        "source": "urn:nld:oin:00000001003214345000:systeem:intake",
-        "type": "nl.ido.HelpRequested",
-        "subject": "00000000-0000-4000-8000-000000000000",
-        "time": "2026-01-01T00:00:00.000000Z",
-        "datacontenttype": "application/json",
-        "dataschema": "http://127.0.0.1:8001/v1/schemas/HelpRequested.json",
-        "data": {
-            "help_request_id": "00000000-0000-4000-8000-000000000000",
-            "library": "rivierenland",
-            "location": None,
-            "channel": "walk_in",
-            "questions": [{"index": 0, "category": "digital_government", "theme": "toeslagen", "subtheme": "x"}],
-            "help_given": [],
-            "referral_consent": True,
-            "contact_preference": "phone",
-            "duration_minutes": None,
-            "registered_at": "2026-01-01T00:00:00.000000Z",
-        },
-        "correlationid": "00000000-0000-4000-8000-000000000000",
-    }
-)
+# intake's statement (services/intake/adapters/repository.py HelpRequests.add).
+INSERT = """INSERT INTO help_requests (id, library, registered_at, status, themes, request, fingerprint, data_key)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING true"""
 
 
-def serve_bare(mongodb_url: str, database: str) -> None:
-    """A FastAPI app with one endpoint doing one insert_one, on an ephemeral port printed on stdout."""
+def serve_bare(database_url: str) -> None:
+    """A FastAPI app with one endpoint doing one INSERT, on an ephemeral port printed on stdout."""
     import uvicorn
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
-    from shared.mongo import connect
+    from shared.db import Database
+    from shared.settings import InfraSettings
 
-    client = connect(mongodb_url)
-    collection = client[database]["help_requests"]
+    settings = InfraSettings()
+    pool_size = int(os.environ.get("IDO_DB_POOL_SIZE", 10))  # the services' setting and default
+    db = Database(database_url, settings.pgpassfile, pool_size=pool_size)
     parent = os.getppid()
 
     async def orphan_watchdog() -> None:
@@ -106,91 +92,130 @@ def serve_bare(mongodb_url: str, database: str) -> None:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
-        await collection.create_index([("library", 1), ("registered_at", -1)])
-        await collection.create_index("outbox_pending")
+        await db.connect()
         watchdog = asyncio.create_task(orphan_watchdog())
         try:
             yield
         finally:
             watchdog.cancel()
-            await client.drop_database(database)
-            await client.close()
+            await db.close()
 
     app = FastAPI(lifespan=lifespan)
 
     @app.post("/v1/help-requests", status_code=201)
     async def register(request: Request) -> JSONResponse:
-        body = await request.json()
+        raw = await request.body()
+        body = json.loads(raw)
         request_id = str(uuid.uuid4())
-        doc = {
-            "_id": request_id,
-            "library": "rivierenland",
-            "registered_at": datetime.now(UTC),
-            "request": body,
-            "status": "received",
-            "decisions": [],
-            "referrals": [],
-            "fingerprint": hashlib.sha256(request_id.encode()).hexdigest(),
-            "applied_events": [],
-            "outbox": [{"id": request_id, "topic": "ido.help-requests.v1", "value": _FAKE_EVENT}],
-            "outbox_pending": True,
-        }
-        await collection.insert_one(doc)
+        themes = sorted({q["theme"] for q in body.get("questions", [])})
+        fingerprint = hashlib.sha256(raw).hexdigest()  # intake hashes the validated command
+        await db.fetchval(
+            INSERT,
+            request_id,
+            "rivierenland",
+            datetime.now(UTC),
+            "received",
+            themes,
+            body,
+            fingerprint,
+            os.urandom(32),  # the size of intake's data key
+        )
         return JSONResponse({"id": request_id, "library": "rivierenland", "request": body, "status": "received"}, 201)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose protocol says TCP (as
+    # those uvicorn binds itself for the services); without it Nagle + delayed ACK add ~40 ms.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
-    # The same uvicorn settings as shared/runtime.py serve(): uvloop + httptools, no access log.
+    # As shared/runtime.py serve(): no log config, no access log, asyncio.run of Server.serve().
     config = uvicorn.Config(app, log_config=None, access_log=False, log_level="warning")
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
+def scratch_url(admin_url: str, database: str) -> str:
+    """The administrator's URL with another database."""
+    parts = urlsplit(admin_url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
 class BareServer:
-    def __init__(self, mongodb_url: str) -> None:
-        self.mongodb_url = mongodb_url
+    """The scratch database (created and dropped as the administrator) and the server on it."""
+
+    def __init__(self) -> None:
+        from shared.settings import InfraSettings
+
+        self.settings = InfraSettings()
         self.database = f"bench_scratch_{os.getpid()}"
+        self.database_url = scratch_url(self.settings.pg_admin_url, self.database)
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
-    def start(self) -> str:
-        cmd = [sys.executable, __file__, "--serve-bare", "--mongodb-url", self.mongodb_url, "--db", self.database]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    async def create_database(self) -> None:
+        from shared import migrations
+        from shared.db import connect
+
+        admin = await connect(self.settings.pg_admin_url, self.settings.pgpassfile)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{self.database}"')
+        finally:
+            await admin.close()
+        # intake's own migrations: the same table, columns and indexes as the service's.
+        await asyncio.to_thread(migrations.apply, self.database_url, self.settings.pgpassfile, INTAKE_MIGRATIONS)
+
+    async def drop_database(self) -> None:
+        from shared.db import connect
+
+        admin = await connect(self.settings.pg_admin_url, self.settings.pgpassfile)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    async def rows(self) -> int:
+        from shared.db import connect
+
+        conn = await connect(self.database_url, self.settings.pgpassfile)
+        try:
+            return await conn.fetchval("SELECT count(*) FROM help_requests")
+        finally:
+            await conn.close()
+
+    async def start(self) -> str:
+        await self.create_database()
+        cmd = [sys.executable, __file__, "--serve-bare", self.database_url]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
         assert self.proc.stdout is not None
-        port = int(self.proc.stdout.readline().strip() or 0)
+        port = int(await asyncio.to_thread(self.proc.stdout.readline) or 0)
         if not port:
+            await self.stop()
             sys.exit("the bare server did not start")
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self.url
-            time.sleep(0.1)
-        self.stop()
+        async with httpx.AsyncClient(timeout=1) as client:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.url}/healthz")).status_code == 200:
+                        return self.url
+                await asyncio.sleep(0.1)
+        await self.stop()
         sys.exit("the bare server did not become healthy")
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # its lifespan drops the scratch database
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=15)
+                await asyncio.to_thread(self.proc.wait, 15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.drop_scratch()
-
-    def drop_scratch(self) -> None:
-        # In case the child could not: dropping a database that is gone is a no-op.
-        from pymongo import MongoClient
-
-        with contextlib.closing(MongoClient(self.mongodb_url, serverSelectionTimeoutMS=3000)) as client:
-            client.drop_database(self.database)
+        self.proc = None
+        await self.drop_database()
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,7 +337,7 @@ async def main(args: argparse.Namespace) -> None:
         healthy = False
     if not healthy:
         sys.exit(f"intake at {args.url} is not healthy; run `make up`")
-    bare = None if args.skip_bare else BareServer(args.mongodb_url)
+    bare = None if args.skip_bare else BareServer()
     load = dict(concurrency=args.concurrency, warmup=args.warmup, duration=args.duration, requests=args.requests)
     what = f"{args.requests} requests" if args.requests else f"{args.duration:g} s"
     print(
@@ -320,21 +345,22 @@ async def main(args: argparse.Namespace) -> None:
         f"load generator in this process (shares the {os.cpu_count()} cores)"
     )
     print(f"  code {code_version()}, {len(tokens)} credentials (round robin over the clients)")
-    print(f"  before: {await platform_state(args.mongodb_url)}")
+    print(f"  before: {await platform_state()}")
     results = {}
     try:
         if bare:
-            bare_url = bare.start()
+            bare_url = await bare.start()
             assert bare.proc is not None
             cpu = CpuMeter({"bare server": bare.proc.pid})
             waited, busy = await wait_until_idle(max_wait=args.settle)
             print(
-                f"- bare FastAPI + insert_one ({bare_url}, database {bare.database}); "
+                f"- bare FastAPI + one INSERT ({bare_url}, scratch database {bare.database}); "
                 f"waited {waited:.1f} s for idle, {busy:.2f} cores busy before the phase"
             )
             results["bare"] = await drive("bare  ", bare_url, tokens, cpu=cpu, **load)
             report(results["bare"])
-            bare.stop()
+            print(f"  {' ' * 6}  rows in the scratch table: {await bare.rows()}")
+            await bare.stop()
         cpu = CpuMeter()
         waited, busy = await wait_until_idle(max_wait=args.settle)
         print(f"- intake ({args.url}); waited {waited:.1f} s for idle, {busy:.2f} cores busy before the phase")
@@ -342,10 +368,10 @@ async def main(args: argparse.Namespace) -> None:
         report(results["intake"])
     finally:
         if bare:
-            bare.stop()
+            await bare.stop()
     if bare:
         ratios(results["intake"], results["bare"], args.target)
-    print(f"  after:  {await platform_state(args.mongodb_url)}")
+    print(f"  after:  {await platform_state()}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -355,7 +381,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("-w", "--warmup", type=float, default=2.0, help="warm-up seconds, not measured (default 2)")
     p.add_argument("-d", "--duration", type=float, default=10.0, help="measured seconds per phase (default 10)")
     p.add_argument("-n", "--requests", type=int, default=None, help="measure this many requests instead")
-    p.add_argument("--mongodb-url", default=os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017"))
     p.add_argument("--token", help="a library credential (default: made with `ido keys create`)")
     p.add_argument("--library", default="rivierenland")
     p.add_argument(
@@ -365,15 +390,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=5.0, help="max seconds to wait for idle per phase")
     p.add_argument("--target", type=float, default=0.6, help="target ratio intake/bare (default 0.6)")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop in the load generator")
-    p.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--db", help=argparse.SUPPRESS)
+    p.add_argument("--serve-bare", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     return p.parse_args()
 
 
 if __name__ == "__main__":
     arguments = parse_args()
     if arguments.serve_bare:
-        serve_bare(arguments.mongodb_url, arguments.db)
+        serve_bare(arguments.serve_bare)
     else:
         runner = asyncio.run
         if not arguments.no_uvloop:
