@@ -28,7 +28,9 @@ class InfraSettings(BaseSettings):
     # The administrator creates the services' roles and databases (`ido db setup`) and nothing else.
     pg_admin_url: str = Field("", validation_alias="PG_ADMIN_URL")
     # Partitions per topic; the key (CloudEvent subject) keeps one entity's events in order.
-    kafka_topic_partitions: int = Field(3, ge=1, validation_alias="IDO_TOPIC_PARTITIONS")
+    # The partitions bound how many instances of a consumer share the work: 6 splits evenly
+    # over 1, 2, 3 or 6 instances. Set before a topic exists; later changes move keys.
+    kafka_topic_partitions: int = Field(6, ge=1, validation_alias="IDO_TOPIC_PARTITIONS")
     kafka_replication_factor: int = Field(1, ge=1, validation_alias="IDO_TOPIC_REPLICATION")
     # Directory of Ed25519 keys: *.pub verify credentials (rotation = add a key), *.key sign them.
     credential_keys_dir: Path = Field(REPO_ROOT / ".local" / "credentials", validation_alias="IDO_CREDENTIAL_KEYS_DIR")
