@@ -1,19 +1,23 @@
-"""Wires reporting: settings, database, the read-model versions, the projections (live and for a
-rebuild), HTTP routes and the dashboard."""
+"""Wires reporting: settings, database (migrated at start), the live projection in the consumer's
+unit of work, the rebuild, HTTP routes and the dashboard."""
 
-from functools import partial
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import Field
 
 from services.reporting import handlers
-from services.reporting.adapters.versions import ActiveReadModels, ReadModelVersions
+from services.reporting.adapters.repository import ReportingQueries, ReportingUnitOfWork
 from services.reporting.entrypoints import http
-from services.reporting.entrypoints.rebuild import Projection, Rebuild, project
+from services.reporting.entrypoints.rebuild import Rebuild
 from shared import reference
 from shared.events import catalog
+from shared.events.envelope import CloudEvent
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, service_settings
+from shared.unit_of_work import UnitOfWork
 
 API_VERSION = "0.3.0"
 COURSE_EVENTS = (
@@ -43,42 +47,45 @@ class ReportingSettings(ServiceSettings):
     port: int = 8005
     # Outside the library itself, counts below this are shown as "<5".
     suppression_threshold: int = Field(5, ge=1)
+    # Records a rebuild reads, folds and writes at a time.
+    rebuild_batch_size: int = Field(5000, ge=1)
 
 
-def projections() -> dict[str, dict[str, Projection]]:
-    """Per topic, per event type: the projection that writes it into the read models."""
+def subscriptions() -> dict[str, tuple[str, ...]]:
+    """Per topic, the event types projected into the read models (domain.projections.PROJECTIONS)."""
     return {
-        catalog.HELP_REQUESTS: {"HelpRequested": handlers.on_help_requested},
-        catalog.ROUTING: {
-            "HelpRequestRouted": handlers.on_help_request_routed,
-            "ReferralStatusChanged": handlers.on_status_changed,
-            "ReferralOverdue": handlers.on_overdue,
-        },
-        catalog.LIBRARIES: {"IdoLocationRegistered": handlers.on_location_registered},
-        catalog.COURSES: {
-            **{name: handlers.on_course_event for name in COURSE_EVENTS},
-            "LibraryReadinessChanged": handlers.on_readiness,
-        },
-        catalog.SUBSIDY: {name: handlers.on_subsidy_event for name in SUBSIDY_EVENTS},
-        **{catalog.referral_topic(a): {"ReferredToAgency": handlers.on_referred} for a in reference.AGENCIES},
+        catalog.HELP_REQUESTS: ("HelpRequested",),
+        catalog.ROUTING: ("HelpRequestRouted", "ReferralStatusChanged", "ReferralOverdue"),
+        catalog.LIBRARIES: ("IdoLocationRegistered",),
+        catalog.COURSES: (*COURSE_EVENTS, "LibraryReadinessChanged"),
+        catalog.SUBSIDY: SUBSIDY_EVENTS,
+        **{catalog.referral_topic(a): ("ReferredToAgency",) for a in reference.AGENCIES},
     }
+
+
+async def project(event: CloudEvent, data: Any, tx: UnitOfWork) -> None:
+    await handlers.on_event(event, data, uow=ReportingUnitOfWork(tx))
 
 
 def build_app(settings: ReportingSettings | None = None) -> FastAPI:
     settings = settings or ReportingSettings()
-    runtime = ServiceRuntime(settings)
-    versions = ReadModelVersions(runtime.mongo, settings.database)
-    by_topic = projections()
-    runtime.consumer.subscribe_many(
-        {topic: {name: partial(project, versions, p) for name, p in types.items()} for topic, types in by_topic.items()}
+    runtime = ServiceRuntime(settings, migrations_dir=Path(__file__).parent / "migrations")
+    by_topic = subscriptions()
+    runtime.consumer.subscribe_many({topic: dict.fromkeys(names, project) for topic, names in by_topic.items()})
+    rebuild = Rebuild(
+        runtime.db,
+        by_topic,
+        settings.kafka_bootstrap_servers,
+        consumer_group=runtime.consumer.group_id,
+        retention=timedelta(hours=settings.processed_retention_hours),
+        batch_size=settings.rebuild_batch_size,
     )
-    rebuild = Rebuild(versions, by_topic, settings.kafka_bootstrap_servers)
-    app = runtime.http_app(title="IDO reporting API", api_version=API_VERSION, on_start=versions.load)
+    app = runtime.http_app(title="IDO reporting API", api_version=API_VERSION, on_start=rebuild.recover)
     app.include_router(http.dashboard_router())
     app.include_router(
         http.build_router(
             authenticated=runtime.authenticated,
-            repo=ActiveReadModels(versions),  # type: ignore[arg-type]
+            queries=ReportingQueries(runtime.db),
             threshold=settings.suppression_threshold,
         )
     )

@@ -1,74 +1,163 @@
-"""Versions of the read models. The active version answers the API; a rebuild fills a fresh
-version from the start of every topic while the live consumer writes to both, and the fresh
-version replaces the active one only when it is complete. Each version records which events it
-has applied (a unique `_id` per event), so the replay and the live writes may overlap."""
+"""Versions of the read models (tables `read_model_versions`, `active_version`, `applied_events`).
 
-import contextlib
-from datetime import UTC, datetime
+Readers use the version named by the one `active_version` row. A rebuild inserts a new version
+('building': at most one, a partial unique index), replays every topic into it, then makes it
+'live': from then on the live consumer applies each event to it as well. Each event is applied
+to a version at most once: applying it to a rebuild's version inserts its mark into
+`applied_events` (primary key), whoever comes first, the replay or the live consumer on any
+instance; the other finds the mark and skips. The swap updates `active_version` in one
+transaction; the live consumer reads that row FOR SHARE, so the swap waits for the units of work
+in flight and every later one sees the new version. After the swap the live consumer consumes
+the marks of the new active version: an event the replay got to first is not applied twice."""
+
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
-from pymongo import AsyncMongoClient
-from pymongo.errors import DuplicateKeyError
-
-from services.reporting.adapters.repository import MongoReportingRepository
-
-META = "read_model_versions"
+import asyncpg
 
 
 class ReadModelVersions:
-    def __init__(self, client: AsyncMongoClient, home: str) -> None:
-        self.client, self.meta = client, client[home][META]
-        self.active_name = home
-        self.active = MongoReportingRepository(client[home])
-        self.pending: MongoReportingRepository | None = None
-        self.pending_name: str | None = None
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
 
-    async def load(self) -> None:
-        doc = await self.meta.find_one({"_id": "active"})
-        if doc:
-            self.active_name = doc["database"]
-            self.active = MongoReportingRepository(self.client[self.active_name])
+    async def targets(self, event_id: UUID, event_time: datetime) -> list[int]:
+        """The versions this unit of work applies the event to: the active one unless a rebuild
+        replayed the event into it already, and a caught-up rebuild's version unless the replay
+        or another instance applied it there first."""
+        active = await self.conn.fetchval("SELECT version FROM active_version FOR SHARE")
+        live = await self.conn.fetch("SELECT version FROM read_model_versions WHERE state = 'live'")
+        replayed = await self.conn.fetchval(
+            "DELETE FROM applied_events WHERE version = $1 AND event_id = $2 RETURNING true", active, event_id
+        )
+        targets = [] if replayed else [active]
+        for row in live:
+            if not await self.applied_before(row["version"], [event_id], [event_time]):
+                targets.append(row["version"])
+        return targets
 
-    def begin(self) -> str:
-        self.pending_name = f"{self.meta.database.name}_v{datetime.now(UTC):%Y%m%d%H%M%S}"
-        self.pending = MongoReportingRepository(self.client[self.pending_name])
-        return self.pending_name
+    async def applied_before(
+        self, version: int, event_ids: Sequence[UUID | str], event_times: Sequence[datetime]
+    ) -> set[str]:
+        """Mark these events as applied to `version`; return (as strings) those marked before.
+        A mark being inserted by another transaction makes this one wait for its outcome."""
+        rows = await self.conn.fetch(
+            """WITH marked AS (
+                   INSERT INTO applied_events (version, event_id, event_time)
+                   SELECT $1, * FROM unnest($2::uuid[], $3::timestamptz[])
+                   ON CONFLICT DO NOTHING
+                   RETURNING event_id)
+               SELECT e.id FROM unnest($2::uuid[]) AS e(id) WHERE e.id NOT IN (SELECT event_id FROM marked)""",
+            version,
+            event_ids,
+            event_times,
+        )
+        return {str(r["id"]) for r in rows}
 
-    async def complete(self) -> None:
-        assert self.pending is not None and self.pending_name is not None
-        await self.meta.update_one({"_id": "active"}, {"$set": {"database": self.pending_name}}, upsert=True)
-        replaced = self.active_name
-        self.active, self.active_name = self.pending, self.pending_name
-        self.pending = self.pending_name = None
-        if replaced != self.meta.database.name:  # the home database keeps the service's own records
-            await self.client.drop_database(replaced)
+    # A rebuild's steps (on the rebuilding instance's own connection).
 
-    def abandon(self) -> None:
-        self.pending = self.pending_name = None
-
-    def targets(self) -> list[MongoReportingRepository]:
-        return [self.active] + ([self.pending] if self.pending is not None else [])
-
-    @staticmethod
-    async def first_time(repo: MongoReportingRepository, event_id: str) -> bool:
-        """True the first time this version sees the event (a unique insert)."""
+    async def begin(self) -> int | None:
+        """A new version to rebuild into; None while another rebuild is under way."""
         try:
-            await repo.applied.insert_one({"_id": event_id})
-        except DuplicateKeyError:
-            return False
-        return True
+            return await self.conn.fetchval(
+                "INSERT INTO read_model_versions (state) VALUES ('building') RETURNING version"
+            )
+        except asyncpg.UniqueViolationError:
+            return None
 
-    @staticmethod
-    async def forget(repo: MongoReportingRepository, event_id: str) -> None:
-        with contextlib.suppress(Exception):
-            await repo.applied.delete_one({"_id": event_id})
+    async def unfinished(self) -> list[int]:
+        rows = await self.conn.fetch("SELECT version FROM read_model_versions WHERE state IN ('building', 'live')")
+        return [r["version"] for r in rows]
+
+    async def progress(self, version: int, processed: int, total: int) -> None:
+        await self.conn.execute(
+            "UPDATE read_model_versions SET processed = $2, total = $3 WHERE version = $1", version, processed, total
+        )
+
+    async def go_live(self, version: int) -> None:
+        """The replay has caught up: from now on the live consumer applies events to it too."""
+        result = await self.conn.execute(
+            "UPDATE read_model_versions SET state = 'live' WHERE version = $1 AND state = 'building'", version
+        )
+        if result != "UPDATE 1":
+            raise RuntimeError(f"version {version} is no longer being built")
+
+    async def swap(self, version: int) -> int:
+        """Make `version` the active one, in one transaction; return the version it replaces."""
+        async with self.conn.transaction():
+            replaced = await self.conn.fetchval("SELECT version FROM active_version FOR UPDATE")
+            await self.conn.execute("UPDATE active_version SET version = $1", version)
+            await self.conn.execute(
+                "UPDATE read_model_versions SET state = 'retired', finished_at = now() WHERE version = $1", replaced
+            )
+            result = await self.conn.execute(
+                "UPDATE read_model_versions SET state = 'active', finished_at = now() "
+                "WHERE version = $1 AND state = 'live'",
+                version,
+            )
+            if result != "UPDATE 1":
+                raise RuntimeError(f"version {version} has not caught up")
+        return replaced
+
+    async def fail(self, version: int) -> bool:
+        """Abandon a rebuild's version (False if it is not unfinished, e.g. active already).
+        Waits for the live units of work in flight (which may be writing to it), so none writes
+        to it afterwards."""
+        async with self.conn.transaction():
+            await self.conn.execute("SELECT version FROM active_version FOR UPDATE")
+            result = await self.conn.execute(
+                "UPDATE read_model_versions SET state = 'failed', finished_at = now() "
+                "WHERE version = $1 AND state IN ('building', 'live')",
+                version,
+            )
+        return result == "UPDATE 1"
+
+    async def forget_marks(self, version: int, *, consumer: str, older_than: datetime) -> int:
+        """After the swap: drop the marks the live consumer can no longer need, those of events it
+        has processed (it never handles them again) and those older than its processed-events
+        retention. What remains are events it has yet to meet; it consumes those marks then."""
+        processed = await self.conn.execute(
+            """DELETE FROM applied_events m USING processed_events p
+               WHERE m.version = $1 AND p.consumer = $2 AND p.event_id = m.event_id""",
+            version,
+            consumer,
+        )
+        old = await self.conn.execute(
+            "DELETE FROM applied_events WHERE version = $1 AND event_time < $2", version, older_than
+        )
+        return int(processed.split()[-1]) + int(old.split()[-1])
+
+    async def to_drop(self) -> list[int]:
+        """Replaced or abandoned versions whose rows are still there."""
+        rows = await self.conn.fetch(
+            "SELECT version FROM read_model_versions WHERE state IN ('retired', 'failed') AND NOT dropped"
+        )
+        return [r["version"] for r in rows]
+
+    async def dropped(self, version: int) -> None:
+        """Its rows are gone: delete its marks too and say so."""
+        await self.conn.execute("DELETE FROM applied_events WHERE version = $1", version)
+        await self.conn.execute("UPDATE read_model_versions SET dropped = true WHERE version = $1", version)
+
+    async def status(self) -> dict[str, Any]:
+        """The last rebuild (if any) and the active version."""
+        row = await self.conn.fetchrow(
+            """SELECT a.version AS active, v.version, v.state, v.processed, v.total
+               FROM active_version a
+               LEFT JOIN LATERAL (SELECT * FROM read_model_versions WHERE rebuilt ORDER BY version DESC LIMIT 1) v
+               ON true"""
+        )
+        assert row is not None
+        state = {"building": "running", "live": "running", "active": "done", "retired": "done", "failed": "failed"}
+        return {
+            "state": state.get(row["state"], "idle"),
+            "processed": row["processed"] or 0,
+            "total": row["total"] or 0,
+            "database": version_name(row["version"]) if row["version"] else None,
+            "active": version_name(row["active"]),
+        }
 
 
-class ActiveReadModels:
-    """Stands for whichever version is active, so the HTTP routes need not know about versions."""
-
-    def __init__(self, versions: ReadModelVersions) -> None:
-        self._versions = versions
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._versions.active, name)
+def version_name(version: int) -> str:
+    return f"reporting_v{version}"

@@ -10,17 +10,18 @@ import io
 import json
 import statistics
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 
-from services.reporting.adapters.repository import MongoReportingRepository
+from services.reporting.adapters.repository import ReportingQueries
 from services.reporting.domain.projections import COVERAGE_GOAL, agency_themes, suppress
 from shared import reference
 from shared.auth import Principal
-from shared.http import Problem
+from shared.http import Problem, invalid_field
 
 Dimension = Literal["month", "library", "location", "category", "theme", "subtheme", "channel"]
 # The KB's registration form, one row per question.
@@ -46,7 +47,7 @@ To = Annotated[str | None, Query(alias="to", pattern=DAY)]
 Library = Annotated[str | None, Query(max_length=64)]
 
 
-def build_router(*, authenticated, repo: MongoReportingRepository, threshold: int) -> APIRouter:
+def build_router(*, authenticated, queries: ReportingQueries, threshold: int) -> APIRouter:
     router = APIRouter(prefix="/v1")
     Caller = Annotated[Principal, Depends(authenticated)]
 
@@ -59,13 +60,12 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
         month_to: Month = None,
     ) -> dict[str, Any]:
         """Questions counted by one dimension, for a period and (KB) a library."""
-        rows = await repo.counts("questions", **_scope(caller, library))
-        if caller.role == "agency":
-            domain = agency_themes(caller.organisation)
-            rows = [r for r in rows if r["theme"] in domain]
-        rows = [
-            r for r in rows if (not month_from or r["month"] >= month_from) and (not month_to or r["month"] <= month_to)
-        ]
+        scope = _scope(caller, library)
+        themes = agency_themes(caller.organisation) if caller.role == "agency" else None
+        async with queries.active() as read:
+            rows = await read.question_totals(
+                by, library=scope, month_from=month_from, month_to=month_to, themes=themes
+            )
         return _totals(rows, by, own=caller.role == "library", threshold=threshold)
 
     @router.get("/monitor/outcomes", tags=["monitor"])
@@ -76,15 +76,18 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
     ) -> dict[str, Any]:
         """How questions were answered: per receiving organisation or per outcome (helped at the
         desk, course advised, informed, referred)."""
-        rows = await repo.counts("outcomes", **_scope(caller, library))
-        if caller.role == "agency":
-            rows = [r for r in rows if r["organisation"] == caller.organisation]
+        scope = _scope(caller, library)
+        organisation = caller.organisation if caller.role == "agency" else None
+        async with queries.active() as read:
+            rows = await read.outcome_totals(by, library=scope, organisation=organisation)
         return _totals(rows, by, own=caller.role == "library", threshold=threshold)
 
     @router.get("/monitor/help-given", tags=["monitor"])
     async def help_given(caller: Caller, library: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
         """How visitors were helped: informed, coached, helped at the desk, course advised."""
-        rows = await repo.counts("help_given", **_scope(caller, library))
+        scope = _scope(caller, library)
+        async with queries.active() as read:
+            rows = await read.help_given_totals(library=scope)
         return _totals(rows, "help", own=caller.role == "library", threshold=threshold)
 
     @router.get("/monitor/referrals", tags=["monitor"])
@@ -92,18 +95,18 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
         """Referral outcomes per agency: the latest status of each referral, and the overdue share."""
         if caller.role not in ("agency", "kb"):
             raise Problem(403, "Referral outcomes are for agencies and KB staff")
-        docs = await repo.referrals_of(caller.organisation if caller.role == "agency" else None)
+        agency = caller.organisation if caller.role == "agency" else None
+        async with queries.active() as read:
+            statuses = await read.referral_statuses(agency)
+            accepted = await read.referral_waits(agency)
         per_agency: dict[str, Counter[str]] = {}
+        for row in statuses:
+            mix = per_agency.setdefault(row["agency"], Counter())
+            mix[row["status"]] += row["referrals"]
+            mix["overdue"] += row["overdue"]
         waits: dict[str, list[float]] = {}
-        for doc in docs:
-            statuses = sorted(k for k in doc if k.startswith("status_"))
-            latest = doc[statuses[-1]] if statuses else "sent"
-            agency = doc.get("agency", "?")
-            mix = per_agency.setdefault(agency, Counter())
-            mix[latest] += 1
-            mix["overdue"] += 1 if doc.get("overdue") else 0
-            if doc.get("accepted_at") and doc.get("sent_at"):
-                waits.setdefault(agency, []).append((doc["accepted_at"] - doc["sent_at"]).total_seconds() / 3600)
+        for row in accepted:
+            waits.setdefault(row["agency"], []).append((row["accepted_at"] - row["sent_at"]).total_seconds() / 3600)
         return {
             agency: {
                 "statuses": {s: suppress(n, threshold) for s, n in sorted(mix.items()) if s != "overdue"},
@@ -119,17 +122,12 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
         own = caller.role == "library"
         if caller.role not in ("library", "kb"):
             raise Problem(403, "Course figures are for libraries (their own) and KB staff")
-        per_type: dict[str, Counter[str]] = {}
-        for run in await repo.all_runs():
-            if "course_type" not in run or (own and run.get("library") != caller.organisation):
-                continue
-            figures = per_type.setdefault(run["course_type"], Counter())
-            figures["runs"] += 1
-            figures["seats"] += run["capacity"] if run.get("status") == "scheduled" else 0
-            states = Counter(run.get("enrolments", {}).values())
-            figures["enrolled"] += states["enrolled"] + states["completed"]
-            figures["waitlisted"] += states["waitlisted"]
-            figures["completed"] += states["completed"]
+        async with queries.active() as read:
+            rows = await read.course_figures(caller.organisation if own else None)
+        per_type = {
+            r["course_type"]: Counter({k: r[k] for k in ("runs", "seats", "enrolled", "waitlisted", "completed")})
+            for r in rows
+        }
         return {
             course: {
                 **{k: v if own or k in ("runs", "seats") else suppress(v, threshold) for k, v in sorted(f.items())},
@@ -141,12 +139,11 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
     @router.get("/monitor/readiness", tags=["monitor"])
     async def readiness(caller: Caller) -> dict[str, dict[str, int]]:
         """Per library: how many staff completed each training (a library sees its own)."""
-        docs = await repo.all_readiness()
-        if caller.role == "library":
-            docs = [d for d in docs if d["_id"] == caller.organisation]
-        elif caller.role != "kb":
+        if caller.role not in ("library", "kb"):
             raise Problem(403, "Readiness is for libraries (their own) and KB staff")
-        return {d["_id"]: d["trained"] for d in sorted(docs, key=lambda d: d["_id"])}
+        async with queries.active() as read:
+            trained = await read.readiness(caller.organisation if caller.role == "library" else None)
+        return dict(sorted(trained.items()))
 
     @router.get("/monitor/subsidy", tags=["monitor"])
     async def subsidy(caller: Caller) -> dict[str, dict[str, int]]:
@@ -154,27 +151,28 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
         the applications (KB staff)."""
         if caller.role != "kb":
             raise Problem(403, "Subsidy figures are for KB staff")
-        per_scheme: dict[str, Counter[str]] = {}
-        for doc in await repo.all_subsidies():
-            figures = per_scheme.setdefault(doc["scheme"], Counter())
-            figures["applications"] += 1
-            figures["requested_cents"] += doc.get("requested_cents", 0)
-            figures["granted_cents"] += doc.get("granted_cents", 0) + doc.get("extension_cents", 0)
-            figures["paid_cents"] += sum(doc.get("paid", {}).values())
-        for scheme, published in (await repo.all_schemes()).items():
+        async with queries.active() as read:
+            rows = await read.subsidy_figures()
+            ceilings = await read.scheme_ceilings()
+        per_scheme: dict[str, Counter[str]] = {
+            r["scheme"]: Counter({k: r[k] for k in ("applications", "requested_cents", "granted_cents", "paid_cents")})
+            for r in rows
+        }
+        for scheme, ceiling in ceilings.items():
             figures = per_scheme.setdefault(scheme, Counter())
-            figures["budget_ceiling_cents"] = published["budget_ceiling_cents"]
-            figures["remaining_cents"] = published["budget_ceiling_cents"] - figures["granted_cents"]
+            figures["budget_ceiling_cents"] = ceiling
+            figures["remaining_cents"] = ceiling - figures["granted_cents"]
         return {scheme: dict(sorted(f.items())) for scheme, f in sorted(per_scheme.items())}
 
     @router.get("/monitor/rollout", tags=["monitor"])
     async def rollout(caller: Caller) -> dict[str, Any]:
         """IDO locations open at the end of each year against the national-coverage goal, and the
         15 pilot libraries compared with the rest."""
-        locations = await repo.all_locations()
-        years = sorted(set(COVERAGE_GOAL) | {loc["opened_at"].year for loc in locations})
-        open_by = {y: sum(1 for loc in locations if loc["opened_at"].year <= y) for y in years}
-        pilots = sum(1 for loc in locations if loc["library"] in reference.PILOT_LIBRARIES)
+        async with queries.active() as read:
+            locations = await read.locations()
+        years = sorted(set(COVERAGE_GOAL) | {opened_at.year for _, opened_at in locations})
+        open_by = {y: sum(1 for _, opened_at in locations if opened_at.year <= y) for y in years}
+        pilots = sum(1 for library, _ in locations if library in reference.PILOT_LIBRARIES)
         return {
             "years": [{"year": y, "open": open_by[y], "goal": COVERAGE_GOAL.get(y)} for y in years],
             "pilot_locations": pilots,
@@ -210,7 +208,9 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
         if caller.role not in ("library", "kb"):
             raise Problem(403, "Exports are for libraries (their own) and KB staff")
         scope = caller.organisation if caller.role == "library" else library
-        rows = [{c: r.get(c, "") for c in FORM_COLUMNS} for r in await repo.rows_between(date_from, date_to, scope)]
+        start, end = _day("from", date_from), _day("to", date_to)
+        async with queries.active() as read:
+            rows = [_form_row(r) for r in await read.question_rows(start, end, scope)]
         if fmt == "json":
             return Response(
                 content=_json(rows),
@@ -230,10 +230,27 @@ def build_router(*, authenticated, repo: MongoReportingRepository, threshold: in
     return router
 
 
-def _totals(rows: list[dict[str, Any]], by: str, *, own: bool, threshold: int) -> dict[str, Any]:
+def _day(field: str, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise invalid_field(field, "not a calendar date") from None
+
+
+def _form_row(row: Any) -> dict[str, Any]:
+    """A question row with the form's columns, in order; empty where the form leaves it empty."""
+    values = dict(row)
+    values["date"] = values["date"].isoformat()
+    values["duration_minutes"] = values["duration_minutes"] or ""
+    return {c: values[c] for c in FORM_COLUMNS}
+
+
+def _totals(rows: list[tuple[str, int]], by: str, *, own: bool, threshold: int) -> dict[str, Any]:
     totals: Counter[str] = Counter()
-    for r in rows:
-        totals[r.get(by, "?") or "(geen)"] += r["count"]
+    for value, count in rows:
+        totals[value or "(geen)"] += count
     return {
         "by": by,
         "threshold": None if own else threshold,
@@ -241,11 +258,12 @@ def _totals(rows: list[dict[str, Any]], by: str, *, own: bool, threshold: int) -
     }
 
 
-def _scope(caller: Principal, library: str | None) -> dict[str, str]:
+def _scope(caller: Principal, library: str | None) -> str | None:
+    """The library whose figures the caller may see: a library its own, others the one asked for."""
     if caller.role == "library":
-        return {"library": caller.organisation}
+        return caller.organisation
     if caller.role in ("kb", "agency"):
-        return {"library": library} if library else {}
+        return library
     raise Problem(403, "Not for this credential")
 
 
@@ -275,19 +293,19 @@ def admin_router(*, authenticated, rebuild) -> APIRouter:
 
     @router.post("/rebuild", status_code=202, tags=["admin"])
     async def start_rebuild(caller: Caller) -> dict[str, Any]:
-        """Rebuild every read model from the start of every topic into a fresh version, which
-        replaces the active one when complete."""
+        """Rebuild every read model from the start of every topic into a new version, which
+        replaces the active one when complete (one rebuild at a time)."""
         if caller.role != "kb":
             raise Problem(403, "Only KB staff rebuild the read models")
-        if not rebuild.start():
+        if not await rebuild.start():
             raise Problem(409, "A rebuild is already running")
-        return rebuild.status()
+        return await rebuild.status()
 
     @router.get("/rebuild", tags=["admin"])
     async def rebuild_status(caller: Caller) -> dict[str, Any]:
         """Progress of the last rebuild: state, events processed of the total, versions."""
         if caller.role != "kb":
             raise Problem(403, "Only KB staff rebuild the read models")
-        return rebuild.status()
+        return await rebuild.status()
 
     return router
