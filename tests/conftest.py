@@ -6,7 +6,6 @@ Then `ido db setup` gives every service its role and database, as `make up` does
 With CI=true a broker or database that cannot be had is a failure, never a skip."""
 
 import asyncio
-
 import os
 import socket
 import subprocess
@@ -85,7 +84,10 @@ class _Infra:
         passfile.write_text(f"*:*:*:ido_admin:{postgres.password}\n")
         passfile.chmod(0o600)
         os.environ.update(
-            KAFKA_BOOTSTRAP_SERVERS=kafka.get_bootstrap_server(), PG_HOST=host, PG_PORT=str(port), PGPASSFILE=str(passfile)
+            KAFKA_BOOTSTRAP_SERVERS=kafka.get_bootstrap_server(),
+            PG_HOST=host,
+            PG_PORT=str(port),
+            PGPASSFILE=str(passfile),
         )
         return InfraSettings()
 

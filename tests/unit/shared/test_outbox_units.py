@@ -1,6 +1,5 @@
 """Building events (no database)."""
 
-
 from shared.events.catalog import HelpRequestRouted, QuestionDecision, ReferredToAgency
 from shared.outbox import EventFactory
 
