@@ -154,12 +154,11 @@ def build_router(*, authenticated, queries: ReportingQueries, threshold: int) ->
         async with queries.active() as read:
             rows = await read.subsidy_figures()
             ceilings = await read.scheme_ceilings()
-        per_scheme: dict[str, Counter[str]] = {
-            r["scheme"]: Counter({k: r[k] for k in ("applications", "requested_cents", "granted_cents", "paid_cents")})
-            for r in rows
-        }
+        # Every scheme answers every figure: one without applications has zeros, not gaps.
+        amounts = ("applications", "requested_cents", "granted_cents", "paid_cents")
+        per_scheme: dict[str, Counter[str]] = {r["scheme"]: Counter({k: r[k] for k in amounts}) for r in rows}
         for scheme, ceiling in ceilings.items():
-            figures = per_scheme.setdefault(scheme, Counter())
+            figures = per_scheme.setdefault(scheme, Counter(dict.fromkeys(amounts, 0)))
             figures["budget_ceiling_cents"] = ceiling
             figures["remaining_cents"] = ceiling - figures["granted_cents"]
         return {scheme: dict(sorted(f.items())) for scheme, f in sorted(per_scheme.items())}
