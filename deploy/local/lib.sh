@@ -33,6 +33,16 @@ start_daemon() {  # start_daemon NAME CMD... : background process, own session, 
   echo $! >"$RUN/$name.pid"
 }
 
+stop_daemons() {  # stop_daemons NAME... : TERM them all at once, then stop_daemon each
+  local name pid
+  for name in "$@"; do
+    [[ -f "$RUN/$name.pid" ]] || continue
+    pid=$(cat "$RUN/$name.pid")
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for name in "$@"; do stop_daemon "$name"; done
+}
+
 stop_daemon() {  # stop_daemon NAME : TERM the process group, then KILL after 20s
   local name=$1 pidfile="$RUN/$1.pid" pid
   [[ -f "$pidfile" ]] || return 0

@@ -46,12 +46,12 @@ start() {
 running_instances() { local f; for f in "$RUN"/*.pid; do [[ -e "$f" ]] && basename "$f" .pid; done; }
 
 stop() {
-  local instance name
+  local instance name mine=()
   for instance in $(running_instances); do
     name="${instance%-[0-9]*}"
-    [[ " ${SERVICES[*]} " == *" $name "* ]] && stop_daemon "$instance"
+    if [[ " ${SERVICES[*]} " == *" $name "* ]]; then mine+=("$instance"); fi
   done
-  return 0
+  stop_daemons "${mine[@]}"
 }
 
 status() {
