@@ -49,6 +49,8 @@ class ServiceRuntime:
             group_id=f"ido-{settings.service_name}",
             max_attempts=settings.consumer_max_attempts,
             backoff_seconds=settings.consumer_backoff_seconds,
+            batch_size=settings.consumer_batch_size,
+            concurrency=min(settings.consumer_concurrency, settings.db_pool_size - 2),
         )
         self.keys = KeyStore(settings.credential_keys_dir)
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = [self._forget_processed]

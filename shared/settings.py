@@ -59,6 +59,10 @@ class ServiceSettings(InfraSettings):
     # Consumer: attempts for a failing event before it is dead-lettered, and the first backoff.
     consumer_max_attempts: int = Field(4, ge=1, validation_alias="IDO_CONSUMER_MAX_ATTEMPTS")
     consumer_backoff_seconds: float = Field(0.2, ge=0, validation_alias="IDO_CONSUMER_BACKOFF_SECONDS")
+    # Records read at once, and how many entities' events are handled side by side (each in its
+    # own transaction, so at most this many pool connections; one entity's events stay in order).
+    consumer_batch_size: int = Field(200, ge=1, validation_alias="IDO_CONSUMER_BATCH_SIZE")
+    consumer_concurrency: int = Field(8, ge=1, validation_alias="IDO_CONSUMER_CONCURRENCY")
     # Per credential and service instance: average requests per second, and the burst allowed.
     rate_limit_per_second: float = Field(20.0, gt=0, validation_alias="IDO_RATE_LIMIT_PER_SECOND")
     rate_limit_burst: int = Field(100, ge=1, validation_alias="IDO_RATE_LIMIT_BURST")

@@ -41,9 +41,18 @@ class UnitOfWork:
     async def flush(self) -> None:
         if not self._events:
             return
-        await self.conn.executemany(
-            "INSERT INTO outbox (event_id, topic, key, value) VALUES ($1, $2, $3, $4)",
-            [(e.event.id, e.topic, e.event.key, e.event.to_bytes()) for e in self._events],
+        # One round trip: the rows in emit order (ids ascending), and the NOTIFY that wakes the
+        # relay, delivered at commit.
+        await self.conn.execute(
+            f"""WITH stored AS (
+                    INSERT INTO outbox (event_id, topic, key, value)
+                    SELECT e, t, k, v FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[])
+                                           WITH ORDINALITY AS rows(e, t, k, v, n)
+                    ORDER BY n)
+                SELECT pg_notify('{OUTBOX_CHANNEL}', '')""",
+            [e.event.id for e in self._events],
+            [e.topic for e in self._events],
+            [e.event.key for e in self._events],
+            [e.event.to_bytes() for e in self._events],
         )
-        await self.conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")  # delivered at commit, once per transaction
         self._events.clear()
