@@ -94,13 +94,26 @@ def install_conventions(app: FastAPI, api_version: str, max_body_bytes: int) -> 
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    @app.middleware("http")
-    async def _api_version(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        response = await call_next(request)
-        response.headers["API-Version"] = api_version
-        return response
-
+    app.add_middleware(ApiVersionHeader, version=api_version)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+
+
+class ApiVersionHeader:
+    """Every response carries `API-Version` (plain ASGI: no task or stream per request)."""
+
+    def __init__(self, app: ASGIApp, version: str) -> None:
+        self.app, self.header = app, (b"api-version", version.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, with_version)
 
 
 class BodySizeLimit:
