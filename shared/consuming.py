@@ -32,6 +32,8 @@ log = get_logger(__name__)
 
 # A handler gets the event, its validated data and the unit of work it runs in.
 Handler = Callable[[CloudEvent, Any, UnitOfWork], Awaitable[None]]
+# A fold gets a batch's new events, in order, and one unit of work for all of them.
+Fold = Callable[[list[tuple[CloudEvent, Any]], UnitOfWork], Awaitable[None]]
 
 
 class PermanentError(Exception):
@@ -107,22 +109,90 @@ class EventConsumer:
         if failures:
             raise failures[0]
 
-    async def process(self, topic: str, body: bytes, record: Any, handlers: dict[str, Handler]) -> None:
+    def subscribe_folded(self, types_by_topic: dict[str, tuple[str, ...]], fold: Fold) -> None:
+        """For read models that sum events up: a whole batch in ONE unit of work (its new events
+        folded together, their processed records inserted at once), instead of a transaction
+        per event that would queue on the same counter rows. A batch that keeps failing is
+        handled event by event, so only a poison event reaches the DLQ."""
+
+        @self.broker.subscriber(
+            *types_by_topic,
+            group_id=self.group_id,
+            auto_offset_reset="earliest",
+            batch=True,
+            max_records=self.batch_size,
+            batch_timeout_ms=100,
+            decoder=_raw_records,
+        )
+        async def consume(records: Any, msg: KafkaMessage) -> None:
+            await self.process_folded(msg.raw_message, types_by_topic, fold)
+
+    async def process_folded(self, records: Any, types_by_topic: dict[str, tuple[str, ...]], fold: Fold) -> None:
+        valid: list[tuple[Any, CloudEvent, Any]] = []
+        for record in records:
+            decoded = await self._decode(record.topic, record.value, record, types_by_topic[record.topic])
+            if decoded is not None:
+                valid.append((record, *decoded))
+        if not valid:
+            return
+
+        async def fold_all() -> int:
+            async with self.db.unit_of_work() as uow:
+                new = await uow.first_deliveries(self.group_id, [event.id for _, event, _ in valid])
+                batch, seen = [], set()
+                for _, event, data in valid:
+                    if event.id in new and event.id not in seen:
+                        seen.add(event.id)
+                        batch.append((event, data))
+                if batch:
+                    await fold(batch, uow)
+                return len(batch)
+
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                folded = await fold_all()
+                log.info("events folded", events=folded, duplicates=len(valid) - folded, attempts=attempt)
+                for _ in range(folded):
+                    self.on_handled()
+                return
+            except Exception as exc:
+                log.warning("batch failed; retrying", attempt=attempt, error=type(exc).__name__)
+                if isinstance(exc, PermanentError) or attempt == self.max_attempts:
+                    break
+                await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+
+        async def one(event: CloudEvent, data: Any, uow: UnitOfWork) -> None:
+            await fold([(event, data)], uow)
+
+        for record, event, data in valid:  # one by one: the poison one is dead-lettered alone
+            with bound_context(event_id=str(event.id), event_type=event.type, correlation_id=event.correlationid):
+                if await self._handle_with_retries(record.topic, record.value, record, one, event, data):
+                    self.on_handled()
+
+    async def _decode(self, topic: str, body: bytes, record: Any, types: Any) -> tuple[CloudEvent, Any] | None:
+        """The event and its validated data; None for another consumer's type, or after a record
+        that can never be processed went to the DLQ."""
         try:
             event = parse_event(body)
         except InvalidEvent as exc:
             await self.dead_letter(topic, body, record, str(exc), attempts=0)
-            return
-        handler = handlers.get(event.name)
-        if handler is None:
-            return  # another consumer's event type on a shared topic
-        with bound_context(event_id=str(event.id), event_type=event.type, correlation_id=event.correlationid):
-            try:
-                data = data_model(event.name).model_validate(event.data)
-            except ValidationError as exc:
+            return None
+        if event.name not in types:
+            return None
+        try:
+            return event, data_model(event.name).model_validate(event.data)
+        except ValidationError as exc:
+            with bound_context(event_id=str(event.id), event_type=event.type):
                 await self.dead_letter(topic, body, record, _fields_reason(exc), attempts=0)
-                return
-            if await self._handle_with_retries(topic, body, record, handler, event, data):
+            return None
+
+    async def process(self, topic: str, body: bytes, record: Any, handlers: dict[str, Handler]) -> None:
+        decoded = await self._decode(topic, body, record, handlers)
+        if decoded is None:
+            return  # dead-lettered, or another consumer's event type on a shared topic
+        event, data = decoded
+        with bound_context(event_id=str(event.id), event_type=event.type, correlation_id=event.correlationid):
+            if await self._handle_with_retries(topic, body, record, handlers[event.name], event, data):
                 self.on_handled()
 
     async def _handle_with_retries(

@@ -35,6 +35,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(kind, encoder=dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """Pool connections never keep session state (no SET, LISTEN or session lock: those live on
+    the relay's own connection), so returning one to the pool needs no reset query: asyncpg's
+    default costs a round trip and server work on every release."""
+
+
 async def connect(url: str, passfile: Path) -> asyncpg.Connection:
     """One connection outside the pool (the relay's listener and lock holder, the admin)."""
     conn = await asyncpg.connect(url, passfile=str(passfile))
@@ -62,6 +68,7 @@ class Database:
             min_size=2,
             max_size=self.pool_size,
             init=_init_connection,
+            reset=_no_session_state,
             command_timeout=30,
         )
 

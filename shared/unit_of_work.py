@@ -38,6 +38,16 @@ class UnitOfWork:
         )
         return bool(inserted)
 
+    async def first_deliveries(self, consumer: str, event_ids: list[UUID]) -> set[UUID]:
+        """first_delivery for a batch in one statement: the ids recorded now (not before)."""
+        rows = await self.conn.fetch(
+            """INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])
+               ON CONFLICT DO NOTHING RETURNING event_id""",
+            consumer,
+            list(dict.fromkeys(event_ids)),
+        )
+        return {r["event_id"] for r in rows}
+
     async def flush(self) -> None:
         if not self._events:
             return

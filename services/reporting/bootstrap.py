@@ -63,15 +63,15 @@ def subscriptions() -> dict[str, tuple[str, ...]]:
     }
 
 
-async def project(event: CloudEvent, data: Any, tx: UnitOfWork) -> None:
-    await handlers.on_event(event, data, uow=ReportingUnitOfWork(tx))
+async def project(events: list[tuple[CloudEvent, Any]], tx: UnitOfWork) -> None:
+    await handlers.on_events(events, uow=ReportingUnitOfWork(tx))
 
 
 def build_app(settings: ReportingSettings | None = None) -> FastAPI:
     settings = settings or ReportingSettings()
     runtime = ServiceRuntime(settings, migrations_dir=Path(__file__).parent / "migrations")
     by_topic = subscriptions()
-    runtime.consumer.subscribe_many({topic: dict.fromkeys(names, project) for topic, names in by_topic.items()})
+    runtime.consumer.subscribe_folded(by_topic, project)
     rebuild = Rebuild(
         runtime.db,
         by_topic,

@@ -11,6 +11,7 @@ from shared.events.envelope import CloudEvent
 
 class Versions(Protocol):
     async def targets(self, event_id: UUID, event_time: Any) -> list[int]: ...
+    async def targets_of(self, event_ids: list[UUID], event_times: list[Any]) -> dict[int, list[int]]: ...
 
 
 class ReadModels(Protocol):
@@ -30,3 +31,11 @@ async def on_event(event: CloudEvent, data: Any, *, uow: ProjectionUnitOfWork) -
     changes = changes_of([(event, data)])
     for version in await uow.versions.targets(event.id, event.time):
         await uow.read_models.apply(version, changes)
+
+
+async def on_events(events: list[tuple[CloudEvent, Any]], *, uow: ProjectionUnitOfWork) -> None:
+    """A batch of new events in one unit of work: folded into one set of changes per version
+    (counters summed in memory), written with one upsert per table."""
+    targets = await uow.versions.targets_of([e.id for e, _ in events], [e.time for e, _ in events])
+    for version, positions in targets.items():
+        await uow.read_models.apply(version, changes_of([events[i] for i in positions]))

@@ -91,6 +91,8 @@ async def condition_met(
 ) -> int:
     """Record that the library meets a condition and, the first time, pay the final tranche of
     every grant of the library whose conditions are now all met. Returns the tranches paid."""
+    if condition in await uow.conditions.met(library):
+        return 0  # the usual case (every visit is a "visitor registration"): no lock, no queue
     conditions = await uow.conditions.lock(library)
     if not conditions.meet(condition, at):
         return 0

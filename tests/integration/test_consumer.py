@@ -184,3 +184,35 @@ async def test_the_same_event_handled_at_once_by_two_units_of_work_has_one_effec
     results = await asyncio.gather(*(consumer._handle_once(count, event, data) for _ in range(8)))
     assert sorted(results) == [False] * 7 + [True]
     assert await db.fetchval("SELECT n FROM effects WHERE key = 'hr-race'") == 1
+
+
+async def test_a_folded_batch_counts_each_event_once_and_dead_letters_only_the_poison(
+    infra, db, topic, unique, publisher
+):
+    """subscribe_folded: the new events of a batch in one unit of work; a fold that fails on one
+    event falls back to event by event, so only that one reaches the DLQ."""
+    await db.pool.execute("CREATE TABLE IF NOT EXISTS effects (key text PRIMARY KEY, n int NOT NULL)")
+
+    async def fold(events, uow) -> None:
+        if any(d.help_request_id == "hr-poison" for _, d in events):
+            raise RuntimeError("cannot fold this one")
+        for event, data in events:
+            await count(event, data, uow)
+
+    broker = make_broker(infra.kafka_bootstrap_servers, client_id="ido-tests-folded")
+    consumer = EventConsumer(broker, db, group_id=f"test-{unique}", backoff_seconds=0.01, max_attempts=2)
+    consumer.subscribe_folded({topic: ("HelpRequested",)}, fold)
+    dlq = await TopicReader(infra.kafka_bootstrap_servers, dlq_topic(topic)).start(from_end=False)
+    events = [help_requested(f"hr-f{i}") for i in range(40)]
+    poison = help_requested("hr-poison")
+    for event in [*events[:20], poison, events[0], *events[20:], events[5]]:
+        await publish_event(publisher, event, topic)
+    await broker.start()
+    try:
+        await eventually(lambda: db.fetchval("SELECT count(*) = 40 FROM effects"), timeout=30)
+        (record,) = await dlq.until(lambda r: r.key == b"hr-poison")
+    finally:
+        await broker.stop()
+        await dlq.stop()
+    assert await db.fetchval("SELECT sum(n) FROM effects") == 40, "each event once, duplicates included"
+    assert dict(record.headers)["ido-dlq-reason"].decode().startswith("failed after 2 attempts")

@@ -130,8 +130,8 @@ async def test_the_queries_of_a_request_use_their_indexes(migrated):
         "retention": "SELECT id FROM help_requests WHERE personal_data_erased_at IS NULL AND registered_at < now()"
         " ORDER BY registered_at",
     }
-    async with db.pool.acquire() as conn:
-        await conn.execute("SET enable_seqscan = off")  # on a tiny table the planner would scan anyway
+    async with db.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")  # on a tiny table the planner would scan anyway
         for name, query in plans.items():
             plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {query}"))
             assert "Seq Scan" not in plan, f"{name}: {plan}"

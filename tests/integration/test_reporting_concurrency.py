@@ -142,3 +142,28 @@ async def test_a_referral_written_by_two_instances_at_once_keeps_every_fact(migr
     row = await first.fetchrow("SELECT * FROM referrals WHERE referral_id = 'ref-1'")
     assert (row["theme"], row["overdue"], row["sequence"], row["status"]) == ("ww", True, 3, "needs_client_action")
     assert row["sent_at"] == deliveries[0][1].time
+
+
+async def test_two_instances_folding_overlapping_batches_count_each_event_once(migrated):
+    """The live path: batches folded in one unit of work each (subscribe_folded), on two
+    instances, with batches overlapping and an event twice within one batch."""
+    first, second = await migrated("reporting"), await migrated("reporting")
+    events = [visit(i) for i in range(300)]
+    batches = [(first, events[i : i + 50]) for i in range(0, 200, 50)]
+    batches += [(second, events[i : i + 50]) for i in range(100, 300, 50)]
+    batches += [(second, events[10:20] + events[10:20])]
+
+    async def fold(db, batch) -> int:
+        async with db.unit_of_work() as tx:
+            new = await tx.first_deliveries(GROUP, [e.id for e, _ in batch])
+            fresh = list({e.id: (e, d) for e, d in batch if e.id in new}.values())
+            if fresh:
+                await handlers.on_events(fresh, uow=ReportingUnitOfWork(tx))
+            return len(fresh)
+
+    folded = await asyncio.gather(*(fold(db, batch) for db, batch in batches))
+    assert sum(folded) == 300
+    async with ReportingQueries(second).active() as read:
+        assert await read.visits() == 300
+        assert sorted(await read.question_totals("theme")) == [(t, 100) for t in sorted(THEMES)]
+        assert len(await read.question_rows(None, None, "venlo")) == 300

@@ -37,6 +37,22 @@ class ReadModelVersions:
                 targets.append(row["version"])
         return targets
 
+    async def targets_of(self, event_ids: list[UUID], event_times: list[datetime]) -> dict[int, list[int]]:
+        """`targets` for a batch: per version, the positions of the events it is to get."""
+        active = await self.conn.fetchval("SELECT version FROM active_version FOR SHARE")
+        live = await self.conn.fetch("SELECT version FROM read_model_versions WHERE state = 'live'")
+        replayed = await self.conn.fetch(
+            "DELETE FROM applied_events WHERE version = $1 AND event_id = ANY($2::uuid[]) RETURNING event_id",
+            active,
+            event_ids,
+        )
+        skip = {r["event_id"] for r in replayed}
+        targets = {active: [i for i, e in enumerate(event_ids) if e not in skip]}
+        for row in live:
+            before = await self.applied_before(row["version"], event_ids, event_times)
+            targets[row["version"]] = [i for i, e in enumerate(event_ids) if str(e) not in before]
+        return {version: positions for version, positions in targets.items() if positions}
+
     async def applied_before(
         self, version: int, event_ids: Sequence[UUID | str], event_times: Sequence[datetime]
     ) -> set[str]:

@@ -240,6 +240,11 @@ class Conditions:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
+    async def met(self, library: str) -> set[str]:
+        """The conditions the library has met, read without a lock (they are never un-met)."""
+        row = await self.conn.fetchrow("SELECT * FROM library_conditions WHERE library = $1", library)
+        return {name for name, column in _CONDITION_COLUMNS.items() if row and row[column] is not None}
+
     async def lock(self, library: str) -> LibraryConditions:
         """The library's conditions, its row (created if new) locked until the transaction ends."""
         await self.conn.execute(

@@ -93,6 +93,9 @@ class FakeConditions:
     def __init__(self) -> None:
         self.rows: dict[str, LibraryConditions] = {}
 
+    async def met(self, library):
+        return set(self.rows[library].met) if library in self.rows else set()
+
     async def lock(self, library):
         return deepcopy(self.rows.get(library, LibraryConditions(library)))
 
