@@ -148,7 +148,7 @@ class BodySizeLimit:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """A dependency that answers 415 before the body is parsed, unless it is JSON."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
@@ -181,7 +181,8 @@ def credential_dependency(
     """A FastAPI dependency that answers 401 (problem+json) unless a valid, unrevoked credential
     is sent, and 429 with Retry-After when that credential exceeds its rate."""
 
-    def authenticate(
+    # async: a plain `def` dependency would run in a worker thread, a thread hop per request.
+    async def authenticate(
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         if creds is None:

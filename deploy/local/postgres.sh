@@ -59,6 +59,8 @@ work_mem = 16MB
 maintenance_work_mem = 256MB
 max_wal_size = 4GB
 log_min_duration_statement = 1000
+# Where the database time goes, per statement (SELECT * FROM pg_stat_statements, as the admin).
+shared_preload_libraries = 'pg_stat_statements'
 CONF
 }
 
