@@ -77,8 +77,14 @@ class EventConsumer:
         make every start wait for a rebalance per member. Records come in batches; the offsets
         of a batch are committed once all of it was processed."""
 
-        @self.broker.subscriber(
-            *handlers_by_topic,
+        @self._batches_of(*handlers_by_topic)
+        async def consume(records: Any, msg: KafkaMessage) -> None:
+            await self.process_batch(msg.raw_message, handlers_by_topic)
+
+    def _batches_of(self, *topics: str) -> Any:
+        """A subscriber of this consumer's group reading `topics` in batches of raw records."""
+        return self.broker.subscriber(
+            *topics,
             group_id=self.group_id,
             auto_offset_reset="earliest",
             batch=True,
@@ -86,8 +92,6 @@ class EventConsumer:
             batch_timeout_ms=100,
             decoder=_raw_records,
         )
-        async def consume(records: Any, msg: KafkaMessage) -> None:
-            await self.process_batch(msg.raw_message, handlers_by_topic)
 
     async def process_batch(self, records: Any, handlers_by_topic: dict[str, dict[str, Handler]]) -> None:
         """Records of one key (one entity) in order, different keys side by side (each event is
@@ -115,15 +119,7 @@ class EventConsumer:
         per event that would queue on the same counter rows. A batch that keeps failing is
         handled event by event, so only a poison event reaches the DLQ."""
 
-        @self.broker.subscriber(
-            *types_by_topic,
-            group_id=self.group_id,
-            auto_offset_reset="earliest",
-            batch=True,
-            max_records=self.batch_size,
-            batch_timeout_ms=100,
-            decoder=_raw_records,
-        )
+        @self._batches_of(*types_by_topic)
         async def consume(records: Any, msg: KafkaMessage) -> None:
             await self.process_folded(msg.raw_message, types_by_topic, fold)
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.courses import handlers
-from services.courses.adapters.repository import CoursesUnitOfWork, reading
-from services.courses.domain.model import DEFAULT_COURSE_TYPES, Enrol, ScheduleRun
-from shared.events.catalog import IdoLocationRegistered
+from services.courses.adapters.repository import reading
+from services.courses.domain.model import Enrol, ScheduleRun
 from shared.outbox import EventFactory
+from tests.integration.courses_support import courses_database, within
 
 pytestmark = pytest.mark.infra
 
@@ -20,30 +20,9 @@ LIB = "biblionet-groningen"
 EVENTS = EventFactory(service="courses", oin="00000001003214345000", base_url="http://courses")
 
 
-async def within(db, handler, *args, **kwargs):
-    """Run one handler in its own unit of work, as the HTTP entrypoint does."""
-    async with db.unit_of_work() as tx:
-        return await handler(*args, uow=CoursesUnitOfWork(tx), **kwargs)
-
-
 @pytest.fixture
 async def db(migrated):
-    db = await migrated("courses")
-    location = IdoLocationRegistered(
-        location_id=f"{LIB}:centrum",
-        library=LIB,
-        code="centrum",
-        name="IDO Centrum",
-        postcode="9711 AA",
-        city="Groningen",
-        opening_hours_per_week=30,
-        staff=4,
-        volunteers=2,
-        registered_at=NOW,
-    )
-    await within(db, handlers.on_location_registered, None, location)
-    await within(db, handlers.seed_course_types, DEFAULT_COURSE_TYPES)
-    return db
+    return await courses_database(migrated, LIB, "9711 AA", "Groningen")
 
 
 async def schedule(db, course_type: str, sessions: int, capacity: int | None = None) -> str:

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.courses import handlers
-from services.courses.adapters.repository import CoursesUnitOfWork, reading, units_of_work
-from services.courses.domain.model import DEFAULT_COURSE_TYPES, AlreadyEnrolled, Enrol, ScheduleRun
-from shared.events.catalog import IdoLocationRegistered
+from services.courses.adapters.repository import reading, units_of_work
+from services.courses.domain.model import AlreadyEnrolled, Enrol, ScheduleRun
 from shared.outbox import EventFactory
+from tests.integration.courses_support import courses_database, within
 
 pytestmark = pytest.mark.infra
 
@@ -20,30 +20,9 @@ LIB = "rivierenland"
 EVENTS = EventFactory(service="courses", oin="00000001003214345000", base_url="http://courses")
 
 
-async def within(db, handler, *args, **kwargs):
-    """Run one handler in its own unit of work, as the HTTP entrypoint does."""
-    async with db.unit_of_work() as tx:
-        return await handler(*args, uow=CoursesUnitOfWork(tx), **kwargs)
-
-
 @pytest.fixture
 async def db(migrated):
-    db = await migrated("courses")
-    location = IdoLocationRegistered(
-        location_id=f"{LIB}:centrum",
-        library=LIB,
-        code="centrum",
-        name="IDO Centrum",
-        postcode="4001 AA",
-        city="Tiel",
-        opening_hours_per_week=20,
-        staff=2,
-        volunteers=3,
-        registered_at=NOW,
-    )
-    await within(db, handlers.on_location_registered, None, location)
-    await within(db, handlers.seed_course_types, DEFAULT_COURSE_TYPES)
-    return db
+    return await courses_database(migrated, LIB, "4001 AA", "Tiel")
 
 
 async def klik_en_tik_run(db) -> str:

@@ -9,13 +9,13 @@ import pytest
 from fastapi import FastAPI, Header
 
 from services.courses import handlers
-from services.courses.adapters.repository import CoursesUnitOfWork
 from services.courses.domain.model import DEFAULT_COURSE_TYPES
 from services.courses.entrypoints import http
 from shared.auth import Principal
-from shared.events.catalog import HelpRequestRouted, IdoLocationRegistered, QuestionDecision
+from shared.events.catalog import HelpRequestRouted, QuestionDecision
 from shared.http import PROBLEM, Problem, install_conventions
 from shared.outbox import EventFactory
+from tests.integration.courses_support import register_location, within
 
 pytestmark = pytest.mark.infra
 
@@ -34,27 +34,6 @@ def authenticated(authorization: Annotated[str | None, Header()] = None) -> Prin
         raise Problem(401, "Credential required")
     role, organisation = authorization.removeprefix("Bearer ").split(":")
     return Principal(role=role, organisation=organisation, credential_id=f"test-{organisation}")
-
-
-async def within(db, handler, *args, **kwargs):
-    async with db.unit_of_work() as tx:
-        return await handler(*args, uow=CoursesUnitOfWork(tx), **kwargs)
-
-
-async def register_location(db, lib: str, code: str, postcode: str) -> None:
-    data = IdoLocationRegistered(
-        location_id=f"{lib}:{code}",
-        library=lib,
-        code=code,
-        name=f"IDO {code}",
-        postcode=postcode,
-        city="Ergens",
-        opening_hours_per_week=10,
-        staff=1,
-        volunteers=1,
-        registered_at=NOW,
-    )
-    await within(db, handlers.on_location_registered, None, data)
 
 
 class Clock:
