@@ -41,9 +41,11 @@ async def _no_session_state(conn: asyncpg.Connection) -> None:
     default costs a round trip and server work on every release."""
 
 
-async def connect(url: str, passfile: Path) -> asyncpg.Connection:
-    """One connection outside the pool (the relay's listener and lock holder, the admin)."""
-    conn = await asyncpg.connect(url, passfile=str(passfile))
+async def connect(url: str, passfile: Path, application_name: str | None = None) -> asyncpg.Connection:
+    """One connection outside the pool (the relay's listener and lock holder, the admin). The
+    application name shows in pg_stat_activity (which instance relays, for an operator)."""
+    settings = {"application_name": application_name} if application_name else None
+    conn = await asyncpg.connect(url, passfile=str(passfile), server_settings=settings)
     await _init_connection(conn)
     return conn
 

@@ -76,12 +76,14 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_seconds: float = 1.0,
+        name: str = "ido outbox relay",
     ) -> None:
         self.database_url = database_url
         self.passfile = passfile
         self.producer = producer
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        self.name = name
         self.leading = False
         self.published = 0
         self._wake = asyncio.Event()
@@ -101,7 +103,7 @@ class OutboxRelay:
         return len(rows)
 
     async def _lead(self) -> None:
-        conn = await connect(self.database_url, self.passfile)
+        conn = await connect(self.database_url, self.passfile, application_name=self.name)
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
                 await asyncio.sleep(self.poll_seconds)  # a standby: another instance leads

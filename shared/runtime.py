@@ -42,6 +42,7 @@ class ServiceRuntime:
             None,  # its producer is made in start(): aiokafka wants the running loop
             batch_size=settings.outbox_batch_size,
             poll_seconds=settings.outbox_sweep_seconds,
+            name=f"ido-{settings.service_name} outbox relay :{settings.port}",
         )
         self.consumer = EventConsumer(
             self.broker,

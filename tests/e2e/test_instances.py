@@ -3,6 +3,9 @@ runs them: each API answers on both ports with the same data, and the rules that
 database's help hold when the requests are split over both instances."""
 
 import asyncio
+import os
+import signal
+import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +13,9 @@ import httpx
 import pytest
 
 from shared import reference
-from tests.e2e.conftest import INSTANCES, INTAKE, credential, instance, url
+from shared.db import connect
+from shared.settings import REPO_ROOT
+from tests.e2e.conftest import INSTANCES, INTAKE, SERVICES, credential, instance, url
 from tests.e2e.test_courses import register_location, sessions
 from tests.kafkatools import eventually
 
@@ -113,3 +118,45 @@ async def test_grants_split_over_two_instances_never_pass_the_budget_ceiling():
     assert sorted(a.status_code for a in answers) == [200] * 5 + [409] * 3
     assert all(a.status_code == 409 for a in same), "a decided application is never decided again"
     assert overview["reserved_cents"] == 5 * 1_000_00 and overview["remaining_cents"] == 0
+
+
+async def relaying_port(infra) -> int | None:
+    """The port of the intake instance whose outbox relay holds the lock, from pg_stat_activity."""
+    admin = await connect(infra.pg_admin_url.rsplit("/", 1)[0] + "/ido_intake", infra.pgpassfile)
+    try:
+        name = await admin.fetchval(
+            """SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+               WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'ido-intake outbox relay%'
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+        )
+    finally:
+        await admin.close()
+    return int(name.rsplit(":", 1)[1]) if name else None
+
+
+async def test_when_the_relaying_instance_is_killed_another_takes_over(infra, library_token):
+    """SIGKILL the intake instance that publishes the outbox: the other instance takes the lock
+    within seconds and the visits registered meanwhile still reach routing."""
+    headers = {"Authorization": f"Bearer {library_token}"}
+    leader = await eventually(lambda: relaying_port(infra))
+    k = (leader - int(INTAKE.rsplit(":", 1)[1])) // 100
+    survivor = instance(INTAKE, 1 - k)
+    pidfile = REPO_ROOT / ".local" / "run" / ("intake.pid" if k == 0 else f"intake-{k}.pid")
+    os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            paths = []
+            for _ in range(5):
+                created = await http.post(f"{survivor}/v1/help-requests", json=VISIT, headers=headers)
+                assert created.status_code == 201
+                paths.append(created.headers["Location"])
+
+            async def all_referred():
+                answers = [await http.get(f"{survivor}{path}", headers=headers) for path in paths]
+                return all(a.json()["status"] == "referred" for a in answers)
+
+            await eventually(all_referred, timeout=30, interval=1.0)  # 5 reads a round: within the rate limit
+        assert await relaying_port(infra) == int(survivor.rsplit(":", 1)[1])
+    finally:
+        env = {**os.environ, "INSTANCES": str(INSTANCES)}  # the killed instance comes back
+        subprocess.run([str(SERVICES), "start"], capture_output=True, timeout=300, env=env, check=True)
