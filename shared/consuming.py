@@ -56,6 +56,7 @@ class EventConsumer:
         max_attempts: int = 4,
         backoff_seconds: float = 0.2,
         batch_size: int = 200,
+        batch_wait_ms: int = 10,
         concurrency: int = 8,
         on_handled: Callable[[], None] = lambda: None,
     ) -> None:
@@ -65,6 +66,7 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.batch_size = batch_size
+        self.batch_wait_ms = batch_wait_ms
         self.concurrency = concurrency
         self.on_handled = on_handled
 
@@ -89,7 +91,8 @@ class EventConsumer:
             auto_offset_reset="earliest",
             batch=True,
             max_records=self.batch_size,
-            batch_timeout_ms=100,
+            # FastStream sleeps this long again after an empty poll: short, or every hop waits.
+            batch_timeout_ms=self.batch_wait_ms,
             decoder=_raw_records,
         )
 

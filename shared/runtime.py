@@ -51,6 +51,7 @@ class ServiceRuntime:
             max_attempts=settings.consumer_max_attempts,
             backoff_seconds=settings.consumer_backoff_seconds,
             batch_size=settings.consumer_batch_size,
+            batch_wait_ms=settings.consumer_batch_wait_ms,
             concurrency=min(settings.consumer_concurrency, settings.db_pool_size - 2),
         )
         self.keys = KeyStore(settings.credential_keys_dir)

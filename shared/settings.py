@@ -62,6 +62,8 @@ class ServiceSettings(InfraSettings):
     # Records read at once, and how many entities' events are handled side by side (each in its
     # own transaction, so at most this many pool connections; one entity's events stay in order).
     consumer_batch_size: int = Field(200, ge=1, validation_alias="IDO_CONSUMER_BATCH_SIZE")
+    # How long a poll waits for records: a record arriving while idle waits at most about this.
+    consumer_batch_wait_ms: int = Field(10, ge=1, validation_alias="IDO_CONSUMER_BATCH_WAIT_MS")
     consumer_concurrency: int = Field(8, ge=1, validation_alias="IDO_CONSUMER_CONCURRENCY")
     # Per credential and service instance: average requests per second, and the burst allowed.
     rate_limit_per_second: float = Field(20.0, gt=0, validation_alias="IDO_RATE_LIMIT_PER_SECOND")
