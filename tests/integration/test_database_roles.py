@@ -32,3 +32,18 @@ async def test_a_service_role_is_no_superuser_and_cannot_create_roles_or_databas
         assert tuple(row) == (False, False, False)
     finally:
         await conn.close()
+
+
+def test_ido_db_setup_and_migrate_are_safe_to_repeat(infra):
+    """The operator's commands, as `make up` runs them: a second run changes nothing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ido = str(Path(sys.executable).parent / "ido")
+    for command in (["db", "setup"], ["db", "migrate"], ["db", "migrate", "--service", "routing"]):
+        result = subprocess.run([ido, *command], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+    assert "0 objects created" in subprocess.run([ido, "db", "setup"], capture_output=True, text=True).stderr
+    again = subprocess.run([ido, "db", "migrate"], capture_output=True, text=True).stderr
+    assert again.count("0 migrations applied") == 5, again
