@@ -177,7 +177,7 @@ class RateLimiter:
 
 def credential_dependency(
     store: KeyStore, revoked: Container[str] = (), limiter: RateLimiter | None = None
-) -> Callable[..., Principal]:
+) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency that answers 401 (problem+json) unless a valid, unrevoked credential
     is sent, and 429 with Retry-After when that credential exceeds its rate."""
 
