@@ -9,8 +9,8 @@ For each record:
    handler's writes and events commit together, so an event is applied exactly once;
 3. a failing handler rolls back and is retried with exponential backoff, then dead-lettered;
 4. records arrive in batches; one entity's (one key's) records are handled in order, other
-   keys side by side; the batch's offsets are committed only once all of it was handled
-   (FastStream ack policy NACK_ON_ERROR).
+   keys side by side; offsets are committed only once a batch was handled, at most every
+   IDO_CONSUMER_COMMIT_SECONDS (what was handled since is skipped as a duplicate if read again).
 """
 
 import asyncio
@@ -20,6 +20,7 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
 from shared.db import Database
@@ -57,6 +58,7 @@ class EventConsumer:
         backoff_seconds: float = 0.2,
         batch_size: int = 200,
         batch_wait_ms: int = 10,
+        commit_seconds: float = 1.0,
         concurrency: int = 8,
         on_handled: Callable[[], None] = lambda: None,
     ) -> None:
@@ -67,6 +69,8 @@ class EventConsumer:
         self.backoff_seconds = backoff_seconds
         self.batch_size = batch_size
         self.batch_wait_ms = batch_wait_ms
+        self.commit_seconds = commit_seconds
+        self._committed_at: dict[int, float] = {}  # per Kafka consumer (one per subscriber)
         self.concurrency = concurrency
         self.on_handled = on_handled
 
@@ -81,7 +85,7 @@ class EventConsumer:
 
         @self._batches_of(*handlers_by_topic)
         async def consume(records: Any, msg: KafkaMessage) -> None:
-            await self.process_batch(msg.raw_message, handlers_by_topic)
+            await self._then_commit(msg, self.process_batch(msg.raw_message, handlers_by_topic))
 
     def _batches_of(self, *topics: str) -> Any:
         """A subscriber of this consumer's group reading `topics` in batches of raw records."""
@@ -94,6 +98,7 @@ class EventConsumer:
             # FastStream sleeps this long again after an empty poll: short, or every hop waits.
             batch_timeout_ms=self.batch_wait_ms,
             decoder=_raw_records,
+            ack_policy=AckPolicy.MANUAL,  # _then_commit commits
         )
 
     async def process_batch(self, records: Any, handlers_by_topic: dict[str, dict[str, Handler]]) -> None:
@@ -124,7 +129,22 @@ class EventConsumer:
 
         @self._batches_of(*types_by_topic)
         async def consume(records: Any, msg: KafkaMessage) -> None:
-            await self.process_folded(msg.raw_message, types_by_topic, fold)
+            await self._then_commit(msg, self.process_folded(msg.raw_message, types_by_topic, fold))
+
+    async def _then_commit(self, msg: KafkaMessage, processing: Awaitable[None]) -> None:
+        """Process the batch, then commit the group's offsets: every `commit_seconds` at most.
+        Records processed but not yet committed are read again after a crash or a rebalance and
+        skipped as duplicates (their processed records), so committing less often loses nothing
+        and saves the broker a request per batch. A batch that failed rewinds its partitions."""
+        try:
+            await processing
+        except BaseException:
+            await msg.nack()
+            raise
+        now, consumer = asyncio.get_running_loop().time(), id(msg.consumer)
+        if now - self._committed_at.get(consumer, float("-inf")) >= self.commit_seconds:
+            await msg.ack()
+            self._committed_at[consumer] = now
 
     async def process_folded(self, records: Any, types_by_topic: dict[str, tuple[str, ...]], fold: Fold) -> None:
         valid: list[tuple[Any, CloudEvent, Any]] = []

@@ -52,6 +52,7 @@ class ServiceRuntime:
             backoff_seconds=settings.consumer_backoff_seconds,
             batch_size=settings.consumer_batch_size,
             batch_wait_ms=settings.consumer_batch_wait_ms,
+            commit_seconds=settings.consumer_commit_seconds,
             concurrency=min(settings.consumer_concurrency, settings.db_pool_size - 2),
         )
         self.keys = KeyStore(settings.credential_keys_dir)

@@ -64,6 +64,8 @@ class ServiceSettings(InfraSettings):
     consumer_batch_size: int = Field(200, ge=1, validation_alias="IDO_CONSUMER_BATCH_SIZE")
     # How long a poll waits for records: a record arriving while idle waits at most about this.
     consumer_batch_wait_ms: int = Field(10, ge=1, validation_alias="IDO_CONSUMER_BATCH_WAIT_MS")
+    # Offsets are committed after a handled batch at most this often (0: after every batch).
+    consumer_commit_seconds: float = Field(1.0, ge=0, validation_alias="IDO_CONSUMER_COMMIT_SECONDS")
     consumer_concurrency: int = Field(8, ge=1, validation_alias="IDO_CONSUMER_CONCURRENCY")
     # Per credential and service instance: average requests per second, and the burst allowed.
     rate_limit_per_second: float = Field(20.0, gt=0, validation_alias="IDO_RATE_LIMIT_PER_SECOND")
