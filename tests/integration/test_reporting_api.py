@@ -236,6 +236,7 @@ VIEWS = [
         for who in ("kb", "library:venlo")
     ),
     ("/v1/monitor/help-given", "kb", {}),
+    ("/v1/monitor/help-given", "agency:belastingdienst", {}),
     ("/v1/monitor/referrals", "kb", {}),
     ("/v1/monitor/courses", "kb", {}),
     ("/v1/monitor/courses", "library:venlo", {}),
@@ -305,6 +306,16 @@ async def test_outcomes_and_help_given(api):
         "counts": {"coached": "<5", "informed": 7},
     }
     assert (await api("/v1/monitor/help-given", "library:zeeland"))[1]["counts"] == {"coached": 1, "informed": 1}
+
+
+async def test_an_agency_sees_how_visitors_were_helped_only_in_its_own_domain(api):
+    """Issue 10.3: an agency's help-given covers the visits with questions in its domain, as its
+    other views do, not every library's and theme's."""
+    assert (await api("/v1/monitor/help-given", "agency:uwv"))[1]["counts"] == {}, "no uwv questions at all"
+    kb = (await api("/v1/monitor/help-given"))[1]["counts"]
+    belastingdienst = (await api("/v1/monitor/help-given", "agency:belastingdienst"))[1]["counts"]
+    assert set(belastingdienst) <= set(kb) and belastingdienst, "the toeslagen visits only"
+    assert belastingdienst != kb
 
 
 async def test_referrals_per_agency(api):

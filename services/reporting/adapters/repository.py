@@ -300,6 +300,13 @@ FROM help_given_counts
 WHERE version = $1 AND ($2::text IS NULL OR library = $2)
 GROUP BY 1"""
 
+# Visits with a question in `themes` (an agency's domain), by how the visitor was helped.
+HELP_GIVEN_IN_THEMES = """
+SELECT h AS value, count(DISTINCT help_request_id)::bigint AS n
+FROM question_rows, unnest(string_to_array(help_given, ';')) AS h
+WHERE version = $1 AND theme = ANY($2::text[]) AND ($3::text IS NULL OR library = $3) AND h <> ''
+GROUP BY 1"""
+
 VISIT_TOTALS = """
 SELECT sum(n)::bigint FROM visit_counts WHERE version = $1 AND ($2::text IS NULL OR library = $2)"""
 
@@ -391,8 +398,14 @@ class ActiveReadModels:
         rows = await self.conn.fetch(OUTCOME_TOTALS, self.version, by, library, organisation)
         return [(r["value"], r["n"]) for r in rows]
 
-    async def help_given_totals(self, *, library: str | None = None) -> list[tuple[str, int]]:
-        return [(r["value"], r["n"]) for r in await self.conn.fetch(HELP_GIVEN_TOTALS, self.version, library)]
+    async def help_given_totals(
+        self, *, library: str | None = None, themes: set[str] | None = None
+    ) -> list[tuple[str, int]]:
+        if themes is None:
+            rows = await self.conn.fetch(HELP_GIVEN_TOTALS, self.version, library)
+        else:
+            rows = await self.conn.fetch(HELP_GIVEN_IN_THEMES, self.version, sorted(themes), library)
+        return [(r["value"], r["n"]) for r in rows]
 
     async def visits(self, *, library: str | None = None) -> int:
         return await self.conn.fetchval(VISIT_TOTALS, self.version, library) or 0

@@ -84,10 +84,12 @@ def build_router(*, authenticated, queries: ReportingQueries, threshold: int) ->
 
     @router.get("/monitor/help-given", tags=["monitor"])
     async def help_given(caller: Caller, library: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
-        """How visitors were helped: informed, coached, helped at the desk, course advised."""
+        """How visitors were helped: informed, coached, helped at the desk, course advised. An
+        agency counts the visits with a question in its domain."""
         scope = _scope(caller, library)
+        themes = agency_themes(caller.organisation) if caller.role == "agency" else None
         async with queries.active() as read:
-            rows = await read.help_given_totals(library=scope)
+            rows = await read.help_given_totals(library=scope, themes=themes)
         return _totals(rows, "help", own=caller.role == "library", threshold=threshold)
 
     @router.get("/monitor/referrals", tags=["monitor"])
