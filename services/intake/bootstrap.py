@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from services.intake import handlers
-from services.intake.adapters.repository import IntakeUnitOfWork, Libraries
+from services.intake.adapters.repository import IntakeUnitOfWork, Libraries, Themes
 from services.intake.entrypoints import consumers, http
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
@@ -60,6 +60,7 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     async def prepare() -> None:
         await Libraries(runtime.db).seed()
+        await Themes(runtime.db).seed()
 
     app = runtime.http_app(
         title="IDO intake API", api_version=API_VERSION, max_body_bytes=settings.max_body_bytes, on_start=prepare

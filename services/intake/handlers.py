@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 
 from services.intake.domain.location import IdoLocation, RegisteredLocation
 from services.intake.domain.model import HelpRequest, RegisterHelpRequest
+from services.intake.domain.taxonomy import Theme
 from shared.events.catalog import (
     HelpRequested,
     HelpRequestRouted,
@@ -36,6 +37,14 @@ class UnknownLocation(Exception):
     """The help request names a location the library has not registered."""
 
 
+class InvalidThemes(Exception):
+    """Questions whose theme or subtheme is not (or no longer) in the taxonomy."""
+
+    def __init__(self, params: list[dict[str, str]]) -> None:
+        super().__init__(", ".join(p["name"] for p in params))
+        self.params = params  # [{"name": "questions.0.theme", "reason": ...}], as invalid_params names fields
+
+
 class HelpRequestRepository(Protocol):
     async def add(self, hr: HelpRequest, *, fingerprint: str, data_key: bytes) -> bool: ...
     async def get(self, request_id: str, library: str, *, for_update: bool = False) -> HelpRequest | None: ...
@@ -51,9 +60,15 @@ class LocationRepository(Protocol):
     async def get(self, library: str, code: str) -> RegisteredLocation | None: ...
 
 
+class ThemeRepository(Protocol):
+    async def get(self, category: str, code: str) -> Theme | None: ...
+    async def put(self, theme: Theme) -> None: ...
+
+
 class UnitOfWork(Protocol):
     help_requests: HelpRequestRepository
     locations: LocationRepository
+    themes: ThemeRepository
 
     def emit(self, *events: PendingEvent) -> None: ...
 
@@ -84,6 +99,29 @@ async def register_location(
     return registered
 
 
+async def put_theme(theme: Theme, *, uow: UnitOfWork) -> Theme:
+    """The KB adds, changes or retires a theme of the taxonomy. Visits registered with it keep
+    its code; new ones are checked against the taxonomy as it is now."""
+    await uow.themes.put(theme)
+    return theme
+
+
+async def _check_themes(cmd: RegisterHelpRequest, uow: UnitOfWork) -> None:
+    """Every question's theme and subtheme must be in the taxonomy and not retired."""
+    invalid: list[dict[str, str]] = []
+    for i, question in enumerate(cmd.questions):
+        theme = await uow.themes.get(question.category, question.theme)
+        if theme is None or theme.retired:
+            # The reason does not echo the input (a free description might hold personal data).
+            why = "not a theme" if theme is None else "a retired theme"
+            reason = f"{why} of category '{question.category}' in the taxonomy; see GET /v1/themes"
+            invalid.append({"name": f"questions.{i}.theme", "reason": reason})
+        elif reason := theme.refuses(question):
+            invalid.append({"name": f"questions.{i}.subtheme", "reason": reason})
+    if invalid:
+        raise InvalidThemes(invalid)
+
+
 def _fingerprint(cmd: RegisterHelpRequest) -> str:
     return hashlib.sha256(cmd.model_dump_json().encode()).hexdigest()
 
@@ -99,6 +137,7 @@ async def register_help_request(
 ) -> tuple[HelpRequest, bool]:
     """Store the visit and its HelpRequested event. Returns (request, created). A retry with
     the same Idempotency-Key returns the first request instead of a second one."""
+    await _check_themes(cmd, uow)
     location = await uow.locations.get(library, cmd.location) if cmd.location else None
     if cmd.location and location is None:
         raise UnknownLocation(cmd.location)

@@ -8,6 +8,7 @@ import asyncpg
 
 from services.intake.domain.location import RegisteredLocation
 from services.intake.domain.model import HelpRequest, Listing
+from services.intake.domain.taxonomy import SEED, Theme
 from shared import reference
 from shared.db import Database
 from shared.unit_of_work import UnitOfWork
@@ -173,10 +174,53 @@ class Locations:
         return [RegisteredLocation.model_validate(dict(r)) for r in rows]
 
 
+class Themes:
+    """The question taxonomy, kept by the KB. Seeded on every start without overwriting its edits."""
+
+    _COLUMNS = "category, code, label, subthemes, default_organisation, retired"
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    async def seed(self) -> None:
+        await self.conn.executemany(
+            f"""INSERT INTO themes ({self._COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT (category, code) DO NOTHING""",
+            [self._values(t) for t in SEED],
+        )
+
+    @staticmethod
+    def _values(t: Theme) -> tuple:
+        return (t.category, t.code, t.label, t.subthemes, t.default_organisation, t.retired)
+
+    async def put(self, theme: Theme) -> None:
+        await self.conn.execute(
+            f"""INSERT INTO themes ({self._COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT (category, code) DO UPDATE SET label = excluded.label, subthemes = excluded.subthemes,
+                    default_organisation = excluded.default_organisation, retired = excluded.retired""",
+            *self._values(theme),
+        )
+
+    async def get(self, category: str, code: str) -> Theme | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {self._COLUMNS} FROM themes WHERE category = $1 AND code = $2", category, code
+        )
+        return Theme.model_validate(dict(row)) if row else None
+
+    async def all(self) -> list[Theme]:
+        # digital_government first (the order of the form), then the library's own and other.
+        rows = await self.conn.fetch(
+            f"""SELECT {self._COLUMNS} FROM themes ORDER BY
+                array_position(ARRAY['digital_government', 'library_services', 'other'], category), code"""
+        )
+        return [Theme.model_validate(dict(r)) for r in rows]
+
+
 class IntakeUnitOfWork:
     """Intake's repositories on one transaction, and where its events go."""
 
     def __init__(self, uow: UnitOfWork) -> None:
         self.help_requests = HelpRequests(uow.conn)
         self.locations = Locations(uow.conn)
+        self.themes = Themes(uow.conn)
         self.emit = uow.emit

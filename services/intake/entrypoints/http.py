@@ -1,4 +1,4 @@
-"""Intake's HTTP API for libraries: /v1/help-requests and /v1/themes."""
+"""Intake's HTTP API for libraries: /v1/help-requests and /v1/themes (the KB keeps the taxonomy)."""
 
 import base64
 import uuid
@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel
 
 from services.intake import handlers
-from services.intake.adapters.repository import HelpRequests, IntakeUnitOfWork, Libraries, Locations
+from services.intake.adapters.repository import HelpRequests, IntakeUnitOfWork, Libraries, Locations, Themes
 from services.intake.domain.location import IdoLocation, RegisteredLocation
 from services.intake.domain.model import HelpRequest, Listing, RegisterHelpRequest, Status
-from shared import reference
+from services.intake.domain.taxonomy import Theme, ThemeDefinition
 from shared.auth import Principal
 from shared.db import Database
 from shared.http import Problem, invalid_field, require_json
@@ -41,6 +41,12 @@ class ThemeView(BaseModel):
     label: str
     default_organisation: str | None
     subthemes: dict[str, str | None]
+    category: str
+    retired: bool
+
+    @classmethod
+    def of(cls, theme: Theme) -> "ThemeView":
+        return cls.model_validate(theme.model_dump())
 
 
 def _library(principal: Principal) -> str:
@@ -70,7 +76,7 @@ def build_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/v1")
     # Reads go to the pool; every change runs in a unit of work.
-    repo, libraries, locations = HelpRequests(db), Libraries(db), Locations(db)
+    repo, libraries, locations, themes_table = HelpRequests(db), Libraries(db), Locations(db), Themes(db)
     Caller = Annotated[Principal, Depends(authenticated)]
 
     @router.post(
@@ -101,6 +107,13 @@ def build_router(
                         uow=IntakeUnitOfWork(tx),
                         events=events,
                     )
+            except handlers.InvalidThemes as invalid:
+                raise Problem(
+                    422,
+                    "Invalid request",
+                    f"{len(invalid.params)} invalid field(s): themes and subthemes come from GET /v1/themes",
+                    extensions={"invalid-params": invalid.params},
+                ) from None
             except handlers.UnknownLocation:
                 raise invalid_field("location", "not a registered IDO location of this library") from None
             except handlers.IdempotencyConflict:
@@ -199,10 +212,21 @@ def build_router(
 
     @router.get("/themes", response_model=list[ThemeView], tags=["taxonomy"])
     async def themes() -> list[ThemeView]:
-        """The question taxonomy: themes, subthemes and the default receiving organisation."""
-        return [
-            ThemeView(code=t.code, label=t.label, default_organisation=t.default_organisation, subthemes=t.subthemes)
-            for t in reference.THEMES.values()
-        ]
+        """The question taxonomy per category: themes, subthemes and the default receiving
+        organisation. A retired theme is listed (visits keep its code) but no longer accepted."""
+        return [ThemeView.of(t) for t in await themes_table.all()]
+
+    @router.put("/themes/{code}", response_model=ThemeView, tags=["taxonomy"], dependencies=[Depends(require_json)])
+    async def put_theme(
+        code: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")], definition: ThemeDefinition, caller: Caller
+    ) -> ThemeView:
+        """The KB adds, changes or retires (`retired: true`) a theme of the taxonomy; the
+        category in the body is part of its key. Registration follows at once."""
+        if caller.role != "kb":
+            raise Problem(403, "Only the KB can change the taxonomy")
+        async with db.unit_of_work() as tx:
+            theme = await handlers.put_theme(Theme(code=code, **definition.model_dump()), uow=IntakeUnitOfWork(tx))
+        log.info("theme put", theme=code, category=theme.category, retired=theme.retired)
+        return ThemeView.of(theme)
 
     return router
