@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -110,6 +110,11 @@ class Database:
 
     async def executemany(self, query: str, args: Any) -> None:
         await self.pool.executemany(query, args)
+
+
+# What a repository runs its statements on: a unit of work's connection, or the Database (its
+# pool) for reads outside one. Both have fetch, fetchrow, fetchval, execute and executemany.
+Executor: TypeAlias = "asyncpg.Connection | asyncpg.Pool | Database"
 
 
 def _quote_ident(name: str) -> str:

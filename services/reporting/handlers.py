@@ -21,8 +21,10 @@ class ReadModels(Protocol):
 class ProjectionUnitOfWork(Protocol):
     """What the projection needs of its unit of work (adapters.repository.ReportingUnitOfWork)."""
 
-    versions: Versions
-    read_models: ReadModels
+    @property
+    def versions(self) -> Versions: ...
+    @property
+    def read_models(self) -> ReadModels: ...
 
 
 async def on_event(event: CloudEvent, data: Any, *, uow: ProjectionUnitOfWork) -> None:

@@ -11,6 +11,7 @@ from services.subsidy.domain.model import (
     AlreadyDecided,
     Application,
     Apply,
+    Budget,
     BudgetExhausted,
     Condition,
     Decide,
@@ -71,12 +72,13 @@ async def decide(
         raise NotFound(application_id)
     conditions = await uow.conditions.lock(library)
     application = await uow.applications.get_for_update(application_id)
+    if application is None:
+        raise NotFound(application_id)
     by = f"kb:{caller.credential_id}"
     if cmd.decision == "reject":
         application.reject(cmd.reason, by=by, now=now)
     else:
-        scheme = await uow.schemes.get(application.scheme)
-        budget = await uow.schemes.budget_for_update(application.scheme)
+        scheme, budget = await _scheme_and_budget(uow, application.scheme)
         application.grant(
             cmd.amount_cents, cmd.reason, by=by, now=now, scheme=scheme, budget=budget, conditions=conditions
         )
@@ -84,6 +86,14 @@ async def decide(
     await uow.applications.save(application)
     _emit(uow, events, application)
     return application
+
+
+async def _scheme_and_budget(uow: SubsidyUnitOfWork, code: str) -> tuple[Scheme, Budget]:
+    """An application's scheme and its budget row, locked (an application's scheme exists)."""
+    scheme, budget = await uow.schemes.get(code), await uow.schemes.budget_for_update(code)
+    if scheme is None or budget is None:
+        raise LookupError(f"scheme {code} of an application is missing")
+    return scheme, budget
 
 
 async def condition_met(
@@ -129,8 +139,7 @@ async def renew(
     application = await uow.applications.get_for_update(application_id)
     if application is None or application.library != library:
         raise NotFound(application_id)
-    scheme = await uow.schemes.get(application.scheme)
-    budget = await uow.schemes.budget_for_update(application.scheme)
+    scheme, budget = await _scheme_and_budget(uow, application.scheme)
     if application.renew(cmd, scheme=scheme, budget=budget, now=now):
         await uow.schemes.save_budget(budget)
         await uow.applications.save(application)

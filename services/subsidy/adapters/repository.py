@@ -19,11 +19,10 @@ from services.subsidy.domain.model import (
     Scheme,
     TrailEntry,
 )
-from shared.db import Database
+from shared.db import Database, Executor
 from shared.unit_of_work import UnitOfWork
 
 # A connection in a transaction, or the pool (reads): both answer fetch/fetchrow/execute.
-Connection = asyncpg.Connection | asyncpg.Pool | Database
 
 _SCHEME_COLUMNS = "code, name, opens, closes, rates, budget_ceiling_cents, advance_percent, conditions, extension"
 # Condition name -> its column in library_conditions.
@@ -35,7 +34,7 @@ def _scheme(row: asyncpg.Record) -> Scheme:
 
 
 class Schemes:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Executor) -> None:
         self.conn = conn
 
     async def get(self, code: str) -> Scheme | None:
@@ -98,7 +97,7 @@ def _renewal(value: dict[str, Any] | None) -> Renewal | None:
     )
 
 
-async def _applications(conn: Connection, rows: list[asyncpg.Record]) -> list[Application]:
+async def _applications(conn: Executor, rows: list[asyncpg.Record]) -> list[Application]:
     """Applications from their rows, with their trail and payments (one query each)."""
     ids = [row["id"] for row in rows]
     trails: dict[str, list[TrailEntry]] = {i: [] for i in ids}
@@ -150,7 +149,7 @@ def _renewal_json(renewal: Renewal | None) -> dict[str, Any] | None:
 
 
 class Applications:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Executor) -> None:
         self.conn = conn
         # Per application loaded or added here: how many trail entries and payments are stored.
         self._stored: dict[str, tuple[int, int]] = {}
@@ -237,7 +236,7 @@ class Applications:
 
 
 class Conditions:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Executor) -> None:
         self.conn = conn
 
     async def met(self, library: str) -> set[str]:
@@ -251,6 +250,7 @@ class Conditions:
             "INSERT INTO library_conditions (library) VALUES ($1) ON CONFLICT (library) DO NOTHING", library
         )
         row = await self.conn.fetchrow("SELECT * FROM library_conditions WHERE library = $1 FOR UPDATE", library)
+        assert row is not None, "inserted above"
         return LibraryConditions(
             library, {name: row[column] for name, column in _CONDITION_COLUMNS.items() if row[column] is not None}
         )
@@ -290,8 +290,9 @@ class SubsidyViews:
 
     async def applications_of(self, library: str | None) -> list[Application]:
         """A library's applications (all for None), newest first."""
+        args: tuple[str, ...] = ()
         if library is None:
-            query, args = f"SELECT {_APPLICATION_COLUMNS} FROM applications ORDER BY applied_at DESC, id", ()
+            query = f"SELECT {_APPLICATION_COLUMNS} FROM applications ORDER BY applied_at DESC, id"
         else:
             query = f"SELECT {_APPLICATION_COLUMNS} FROM applications WHERE library = $1 ORDER BY applied_at DESC, id"
             args = (library,)
