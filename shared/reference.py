@@ -82,7 +82,13 @@ THEMES: dict[str, Theme] = {
         ),
         Theme("wonen", "Wonen", {"huurprijs": "huurcommissie"}),
         Theme("recht", "Recht", {"rechtsbijstand": "rvr", "alimentatie": "lbio"}),
-        Theme("gemeente", "Gemeente"),
+        # Municipal services: no national agency; a municipality's own routing rules may send them
+        # to a local partner (a warm referral to the municipal team).
+        Theme(
+            "gemeente",
+            "Gemeente",
+            dict.fromkeys(("paspoort", "id-kaart", "parkeren", "afval", "bijstand", "schuldhulp", "wmo")),
+        ),
         Theme("overig", "Overig"),
     )
 }

@@ -66,9 +66,12 @@ class ThemeRepository(Protocol):
 
 
 class UnitOfWork(Protocol):
-    help_requests: HelpRequestRepository
-    locations: LocationRepository
-    themes: ThemeRepository
+    @property
+    def help_requests(self) -> HelpRequestRepository: ...
+    @property
+    def locations(self) -> LocationRepository: ...
+    @property
+    def themes(self) -> ThemeRepository: ...
 
     def emit(self, *events: PendingEvent) -> None: ...
 
@@ -116,8 +119,8 @@ async def _check_themes(cmd: RegisterHelpRequest, uow: UnitOfWork) -> None:
             why = "not a theme" if theme is None else "a retired theme"
             reason = f"{why} of category '{question.category}' in the taxonomy; see GET /v1/themes"
             invalid.append({"name": f"questions.{i}.theme", "reason": reason})
-        elif reason := theme.refuses(question):
-            invalid.append({"name": f"questions.{i}.subtheme", "reason": reason})
+        elif refused := theme.refuses(question):
+            invalid.append({"name": f"questions.{i}.subtheme", "reason": refused})
     if invalid:
         raise InvalidThemes(invalid)
 

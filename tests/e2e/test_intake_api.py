@@ -50,6 +50,29 @@ async def test_reference_data_exists_after_first_start(system, intake, library_t
     assert len([o for o in organisations if o["kind"] == "agency"]) == 12
     toeslagen = next(t for t in themes if t["code"] == "toeslagen")
     assert toeslagen["subthemes"]["huurtoeslag"] == "belastingdienst"
+    assert (toeslagen["category"], toeslagen["retired"]) == ("digital_government", False)
+    assert {("library_services", "e-books"), ("other", "overig")} <= {(t["category"], t["code"]) for t in themes}
+
+
+async def test_the_kb_adds_and_retires_a_theme_and_registration_follows(intake, library_token):
+    auth, kb = {"Authorization": f"Bearer {library_token}"}, {"Authorization": f"Bearer {credential('--kb')}"}
+    code = f"proef-{uuid.uuid4().hex[:8]}"
+    visit = {"channel": "walk_in", "questions": [{"category": "library_services", "theme": code, "subtheme": "a"}]}
+    assert (await intake.post("/v1/help-requests", json=visit, headers=auth)).status_code == 422
+
+    theme = {"category": "library_services", "label": "Proef", "subthemes": {"a": None}}
+    put = await intake.put(f"/v1/themes/{code}", json=theme, headers=kb)
+    assert put.status_code == 200 and put.json()["code"] == code and put.json()["retired"] is False
+    assert any(t["code"] == code for t in (await intake.get("/v1/themes")).json())
+    registered = await intake.post("/v1/help-requests", json=visit, headers=auth)
+    assert registered.status_code == 201
+
+    assert (await intake.put(f"/v1/themes/{code}", json={**theme, "retired": True}, headers=kb)).status_code == 200
+    refused = await intake.post("/v1/help-requests", json=visit, headers=auth)
+    assert refused.status_code == 422
+    assert [p["name"] for p in refused.json()["invalid-params"]] == ["questions.0.theme"]
+    again = await intake.get(f"/v1/help-requests/{registered.json()['id']}", headers=auth)
+    assert again.status_code == 200 and again.json()["request"]["questions"][0]["theme"] == code
 
 
 async def test_openapi_is_served_without_credential(intake):

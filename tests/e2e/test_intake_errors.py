@@ -91,3 +91,36 @@ async def test_a_credential_over_its_rate_gets_429_with_retry_after(intake):
     assert limited, "a burst above the limit (100) is refused in part"
     assert int(limited[0].headers["Retry-After"]) >= 1 and limited[0].headers["content-type"] == PROBLEM
     assert {a.status_code for a in answers} <= {200, 429}
+
+
+async def test_a_theme_outside_the_taxonomy_is_refused_naming_the_field(intake, library_token):
+    auth = {"Authorization": f"Bearer {library_token}"}
+    body = {
+        "channel": "walk_in",
+        "questions": [
+            {"category": "library_services", "theme": "e-books", "subtheme": "app"},
+            {"category": "library_services", "theme": "3ac1aix4qhw0ts4d"},
+            {"category": "other", "theme": "overig", "subtheme": "t"},
+        ],
+    }
+    response = await intake.post("/v1/help-requests", json=body, headers=auth)
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
+    names = [p["name"] for p in response.json()["invalid-params"]]
+    assert names == ["questions.1.theme", "questions.2.subtheme"]
+    assert "3ac1aix4qhw0ts4d" not in response.text, "the reason does not echo the input"
+
+
+async def test_only_the_kb_changes_the_taxonomy_and_bad_input_is_a_problem(intake, library_token):
+    theme = {"category": "library_services", "label": "Spelletjes"}
+    for token in (library_token, credential("--agency", "cjib")):
+        refused = await intake.put("/v1/themes/spelletjes", json=theme, headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 403 and refused.headers["content-type"] == PROBLEM
+    assert (await intake.put("/v1/themes/spelletjes", json=theme)).status_code == 401
+
+    kb = {"Authorization": f"Bearer {credential('--kb')}"}
+    bad = await intake.put(
+        "/v1/themes/spelletjes", json={"category": "sport", "label": "", "subthemes": {"Geen Slug": None}}, headers=kb
+    )
+    assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
+    assert {"category", "label"} <= {p["name"] for p in bad.json()["invalid-params"]}
+    assert (await intake.put("/v1/themes/Geen%20Slug", json=theme, headers=kb)).status_code == 422

@@ -1,6 +1,7 @@
 """Intake on the real PostgreSQL: a visit and its event commit together, an Idempotency-Key
 retried at once on two instances gives one visit and one event, erasure leaves nothing
-personal in the table, and the queries a request runs use their indexes."""
+personal in the table, the queries a request runs use their indexes, and registration checks
+themes against the taxonomy table as the KB keeps it."""
 
 import asyncio
 import json
@@ -9,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.intake import handlers
-from services.intake.adapters.repository import HelpRequests, IntakeUnitOfWork
+from services.intake.adapters.repository import HelpRequests, IntakeUnitOfWork, Themes
 from services.intake.domain.model import Listing, RegisterHelpRequest
+from services.intake.domain.taxonomy import Theme
 from shared.outbox import EventFactory
 
 pytestmark = pytest.mark.infra
@@ -32,6 +34,13 @@ def command(**overrides) -> RegisterHelpRequest:
     )
 
 
+async def intake_db(migrated):
+    """Intake's database as it is after start: migrated, and the taxonomy seeded."""
+    db = await migrated("intake")
+    await Themes(db).seed()
+    return db
+
+
 async def register(db, cmd=None, key=None, library="katwijk"):
     async with db.unit_of_work() as tx:
         return await handlers.register_help_request(
@@ -45,7 +54,7 @@ async def register(db, cmd=None, key=None, library="katwijk"):
 
 
 async def test_a_visit_and_its_event_commit_together(migrated):
-    db = await migrated("intake")
+    db = await intake_db(migrated)
     hr, created = await register(db)
     assert created
     row = await db.fetchrow("SELECT status, themes FROM help_requests WHERE id = $1", hr.id)
@@ -56,7 +65,7 @@ async def test_a_visit_and_its_event_commit_together(migrated):
 
 
 async def test_one_key_retried_at_once_on_two_instances_gives_one_visit_and_one_event(migrated):
-    first, second = await migrated("intake"), await migrated("intake")
+    first, second = await intake_db(migrated), await intake_db(migrated)
     results = await asyncio.gather(*(register(db, key="retry-1") for db in [first, second] * 5))
     assert len({hr.id for hr, _ in results}) == 1
     assert sorted(created for _, created in results) == [False] * 9 + [True]
@@ -67,7 +76,7 @@ async def test_one_key_retried_at_once_on_two_instances_gives_one_visit_and_one_
 
 
 async def test_erasure_leaves_nothing_personal_in_the_table(migrated):
-    db = await migrated("intake")
+    db = await intake_db(migrated)
     hr, _ = await register(db)
     async with db.unit_of_work() as tx:
         await handlers.erase_personal_data(
@@ -81,7 +90,7 @@ async def test_erasure_leaves_nothing_personal_in_the_table(migrated):
 
 
 async def test_retention_on_two_instances_erases_each_visit_once(migrated):
-    first, second = await migrated("intake"), await migrated("intake")
+    first, second = await intake_db(migrated), await intake_db(migrated)
     for _ in range(20):
         await register(first)
 
@@ -110,7 +119,7 @@ async def test_retention_on_two_instances_erases_each_visit_once(migrated):
 
 
 async def test_listing_pages_through_a_librarys_own_visits_newest_first(migrated):
-    db = await migrated("intake")
+    db = await intake_db(migrated)
     mine = [(await register(db))[0] for _ in range(5)]
     await register(db, library="venlo")
     repo = HelpRequests(db)
@@ -123,7 +132,7 @@ async def test_listing_pages_through_a_librarys_own_visits_newest_first(migrated
 
 
 async def test_the_queries_of_a_request_use_their_indexes(migrated):
-    db = await migrated("intake")
+    db = await intake_db(migrated)
     plans = {
         "by id": "SELECT * FROM help_requests WHERE id = 'x' AND library = 'katwijk'",
         "listing": "SELECT * FROM help_requests WHERE library = 'katwijk' ORDER BY registered_at DESC, id DESC",
@@ -135,3 +144,43 @@ async def test_the_queries_of_a_request_use_their_indexes(migrated):
         for name, query in plans.items():
             plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {query}"))
             assert "Seq Scan" not in plan, f"{name}: {plan}"
+
+
+def questions(*qs: dict) -> RegisterHelpRequest:
+    return command(questions=list(qs), referral=None)
+
+
+async def put_theme(db, theme: Theme) -> None:
+    async with db.unit_of_work() as tx:
+        await handlers.put_theme(theme, uow=IntakeUnitOfWork(tx))
+
+
+async def test_registration_checks_the_taxonomy_table_and_the_seed_keeps_the_kbs_edits(migrated):
+    db = await intake_db(migrated)
+    with pytest.raises(handlers.InvalidThemes) as refused:
+        await register(db, questions({"category": "library_services", "theme": "3ac1aix4qhw0ts4d"}))
+    assert [p["name"] for p in refused.value.params] == ["questions.0.theme"]
+    assert await db.fetchval("SELECT count(*) FROM help_requests") == 0
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 0
+
+    printen = {"category": "library_services", "theme": "printen"}
+    visit, _ = await register(db, questions(printen, {"category": "other", "theme": "overig"}))
+    themes = Themes(db)
+    kept = (await themes.get("library_services", "printen")).model_copy(update={"label": "Printen", "retired": True})
+    await put_theme(db, kept)
+    await themes.seed()  # a restart
+    assert await themes.get("library_services", "printen") == kept, "the KB's edit survives the seed"
+    listed = {(t.category, t.code): t for t in await themes.all()}
+    assert listed[("library_services", "printen")].retired and ("digital_government", "toeslagen") in listed
+
+    with pytest.raises(handlers.InvalidThemes) as refused:
+        await register(db, questions(printen))
+    assert refused.value.params[0]["name"] == "questions.0.theme"
+    stored = await HelpRequests(db).get(visit.id, "katwijk")
+    assert stored.request.questions[0].theme == "printen", "a visit with a retired theme stays readable"
+
+    await put_theme(db, Theme(category="other", code="bankzaken", label="Bankzaken", subthemes={"app": None}))
+    assert (await register(db, questions({"category": "other", "theme": "bankzaken", "subtheme": "app"})))[1]
+    with pytest.raises(handlers.InvalidThemes) as refused:
+        await register(db, questions({"category": "other", "theme": "bankzaken", "subtheme": "pinpas"}))
+    assert refused.value.params[0]["name"] == "questions.0.subtheme"

@@ -10,11 +10,8 @@ from services.intake.domain.location import RegisteredLocation
 from services.intake.domain.model import HelpRequest, Listing
 from services.intake.domain.taxonomy import SEED, Theme
 from shared import reference
-from shared.db import Database
+from shared.db import Executor
 from shared.unit_of_work import UnitOfWork
-
-# A unit of work's connection, or the Database for reads outside one.
-Conn = asyncpg.Connection | Database
 
 _COLUMNS = "id, library, registered_at, status, request, decisions, referrals, personal_data_erased_at"
 
@@ -31,7 +28,7 @@ def _json(model_or_list: Any) -> Any:
 
 
 class HelpRequests:
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Executor) -> None:
         self.conn = conn
 
     async def add(self, hr: HelpRequest, *, fingerprint: str, data_key: bytes) -> bool:
@@ -129,7 +126,7 @@ class HelpRequests:
 class Libraries:
     """The libraries that run an IDO. The pilots are seeded on first start; more are added as data."""
 
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Executor) -> None:
         self.conn = conn
 
     async def seed(self) -> None:
@@ -145,7 +142,7 @@ class Libraries:
 class Locations:
     """A library's IDO locations, keyed by (library, code)."""
 
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Executor) -> None:
         self.conn = conn
 
     async def put(self, registered: RegisteredLocation) -> None:
@@ -179,7 +176,7 @@ class Themes:
 
     _COLUMNS = "category, code, label, subthemes, default_organisation, retired"
 
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Executor) -> None:
         self.conn = conn
 
     async def seed(self) -> None:

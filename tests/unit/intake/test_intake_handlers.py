@@ -11,6 +11,7 @@ import pytest
 from services.intake import handlers
 from services.intake.domain.location import IdoLocation, RegisteredLocation
 from services.intake.domain.model import HelpRequest, RegisterHelpRequest
+from services.intake.domain.taxonomy import SEED, Theme
 from shared.events.catalog import HelpRequestRouted, QuestionDecision
 from shared.outbox import EventFactory, PendingEvent
 from shared.sealing import unseal
@@ -94,12 +95,26 @@ class FakeLocations:
         return self.stored.get((library, code))
 
 
+class FakeThemes:
+    """The taxonomy table, seeded as intake seeds it at start."""
+
+    def __init__(self) -> None:
+        self.stored: dict[tuple[str, str], Theme] = {(t.category, t.code): t for t in SEED}
+
+    async def get(self, category: str, code: str) -> Theme | None:
+        return self.stored.get((category, code))
+
+    async def put(self, theme: Theme) -> None:
+        self.stored[(theme.category, theme.code)] = theme
+
+
 class FakeUnitOfWork:
     """What a transaction holds: the repositories, and the events emitted in it."""
 
     def __init__(self) -> None:
         self.help_requests = FakeHelpRequestRepository()
         self.locations = FakeLocations()
+        self.themes = FakeThemes()
         self.emitted: list[PendingEvent] = []
 
     def emit(self, *events: PendingEvent) -> None:
@@ -238,6 +253,103 @@ async def test_without_key_every_call_creates_a_new_request():
     b, _ = await register(uow)
     assert a.id != b.id
     assert len(uow.stored) == 2
+
+
+def with_questions(*questions: dict) -> RegisterHelpRequest:
+    return command(questions=list(questions), referral=None)
+
+
+async def refused_fields(uow, cmd) -> list[tuple[str, str]]:
+    with pytest.raises(handlers.InvalidThemes) as refused:
+        await register(uow, cmd)
+    assert not uow.stored and not uow.emitted, "nothing is stored or emitted for a refused visit"
+    return [(p["name"], p["reason"]) for p in refused.value.params]
+
+
+@pytest.mark.parametrize("category", ["library_services", "other"])
+@pytest.mark.parametrize("theme", ["0", "t", "3ac1aix4qhw0ts4d"])
+async def test_a_theme_outside_the_taxonomy_is_refused_in_every_category(category, theme):
+    uow = FakeUnitOfWork()
+    cmd = with_questions({"category": "digital_government", "theme": "digid"}, {"category": category, "theme": theme})
+    [(field, reason)] = await refused_fields(uow, cmd)
+    assert field == "questions.1.theme"
+    assert theme not in reason.split(), "the reason does not echo the input"
+
+
+async def test_an_unknown_digital_government_theme_is_refused():
+    uow = FakeUnitOfWork()
+    assert await refused_fields(uow, with_questions({"category": "digital_government", "theme": "ruimtevaart"})) == [
+        ("questions.0.theme", "not a theme of category 'digital_government' in the taxonomy; see GET /v1/themes")
+    ]
+
+
+async def test_a_theme_of_another_category_is_refused():
+    uow = FakeUnitOfWork()
+    [(field, _)] = await refused_fields(uow, with_questions({"category": "other", "theme": "toeslagen"}))
+    assert field == "questions.0.theme"
+
+
+async def test_an_unknown_subtheme_is_refused_also_for_a_theme_without_subthemes():
+    uow = FakeUnitOfWork()
+    cmd = with_questions(
+        {"category": "digital_government", "theme": "toeslagen", "subtheme": "hondenbelasting"},
+        {"category": "library_services", "theme": "wifi", "subtheme": "app-installeren"},
+        {"category": "other", "theme": "verzonnen"},
+    )
+    assert [field for field, _ in await refused_fields(uow, cmd)] == [
+        "questions.0.subtheme",
+        "questions.1.subtheme",
+        "questions.2.theme",
+    ], "every invalid field is named at once"
+
+
+async def test_taxonomy_codes_in_every_category_are_accepted():
+    uow = FakeUnitOfWork()
+    hr, created = await register(
+        uow,
+        with_questions(
+            {"category": "library_services", "theme": "e-books", "subtheme": "app", "note": "Libby op de tablet"},
+            {"category": "library_services", "theme": "overig"},
+            {"category": "other", "theme": "overig"},
+        ),
+    )
+    assert created
+    facts = uow.events_of(hr.id)[0].event.data["questions"]
+    assert [(q["category"], q["theme"], q["subtheme"]) for q in facts] == [
+        ("library_services", "e-books", "app"),
+        ("library_services", "overig", None),
+        ("other", "overig", None),
+    ]
+
+
+async def test_registration_follows_the_kbs_edits_to_the_taxonomy():
+    uow = FakeUnitOfWork()
+    ict = {"category": "library_services", "theme": "ict-spreekuur", "subtheme": "smartphone"}
+    await refused_fields(uow, with_questions(ict))
+
+    added = Theme(
+        category="library_services", code="ict-spreekuur", label="ICT-spreekuur", subthemes={"smartphone": None}
+    )
+    await handlers.put_theme(added, uow=uow)
+    hr, _ = await register(uow, with_questions(ict))
+
+    await handlers.put_theme(added.model_copy(update={"retired": True}), uow=uow)
+    fields = await refused_fields(uow_without_visits(uow), with_questions(ict))
+    assert fields == [
+        ("questions.0.theme", "a retired theme of category 'library_services' in the taxonomy; see GET /v1/themes")
+    ]
+    assert uow.stored[hr.id][0].request.questions[0].theme == "ict-spreekuur", "the visit keeps its code"
+
+    await handlers.put_theme(added.model_copy(update={"subthemes": {"tablet": None}}), uow=uow)
+    [(field, _)] = await refused_fields(uow_without_visits(uow), with_questions(ict))
+    assert field == "questions.0.subtheme", "a subtheme taken out of the theme is refused"
+
+
+def uow_without_visits(uow: FakeUnitOfWork) -> FakeUnitOfWork:
+    """A fresh unit of work on the same taxonomy (to check that a refusal stores nothing)."""
+    fresh = FakeUnitOfWork()
+    fresh.themes = uow.themes
+    return fresh
 
 
 def stored_request(request_id="hr-1", library="katwijk") -> HelpRequest:
