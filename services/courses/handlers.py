@@ -163,11 +163,14 @@ async def cancel(
     return enrolment
 
 
-async def accept_offer(enrolment_key: str, *, library: str, uow: UnitOfWork, now: datetime) -> Enrolment:
-    """Accept a seat offered from the waitlist, within its window (no event: as published)."""
+async def accept_offer(
+    enrolment_key: str, *, library: str, uow: UnitOfWork, events: EventFactory, now: datetime
+) -> Enrolment:
+    """Accept a seat offered from the waitlist, within its window: the participant is enrolled
+    (`ParticipantEnrolled`, as for a seat taken at once)."""
     run = await _run_of_enrolment(enrolment_key, library, uow)
     enrolment = run.accept_offer(enrolment_key, now=now)
-    await uow.runs.save(run)
+    await _save(run, uow, events)
     return enrolment
 
 

@@ -23,6 +23,7 @@ API_VERSION = "0.3.0"
 COURSE_EVENTS = (
     "CourseRunScheduled",
     "CourseRunCancelled",
+    "CourseRunCapacityChanged",
     "ParticipantEnrolled",
     "ParticipantWaitlisted",
     "SeatOffered",

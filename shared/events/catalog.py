@@ -280,6 +280,14 @@ class CourseRunCancelled(_CourseFact):
     at: datetime
 
 
+class CourseRunCapacityChanged(_CourseFact):
+    event_name: ClassVar[str] = "CourseRunCapacityChanged"
+    summary: ClassVar[str] = "A library raised or lowered a run's capacity (new seats are offered to the waitlist)."
+
+    capacity: int = Field(ge=1)
+    at: datetime
+
+
 class AttendanceRecorded(_CourseFact):
     event_name: ClassVar[str] = "AttendanceRecorded"
     summary: ClassVar[str] = "Who attended one session of a run (enrolment ids only)."
@@ -453,6 +461,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         SeatOfferExpired,
         EnrolmentCancelled,
         CourseRunCancelled,
+        CourseRunCapacityChanged,
         AttendanceRecorded,
         CourseCompleted,
         StaffTrainingCompleted,

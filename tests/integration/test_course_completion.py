@@ -8,7 +8,7 @@ import pytest
 
 from services.courses import handlers
 from services.courses.adapters.repository import reading
-from services.courses.domain.model import Enrol, ScheduleRun
+from services.courses.domain.model import DEFAULT_COURSE_TYPES, Enrol, ScheduleRun
 from shared.outbox import EventFactory
 from tests.integration.courses_support import courses_database, within
 
@@ -27,12 +27,13 @@ async def db(migrated):
 
 async def schedule(db, course_type: str, sessions: int, capacity: int | None = None) -> str:
     start = NOW + timedelta(days=2)
+    minutes = next(t.session_minutes for t in DEFAULT_COURSE_TYPES if t.code == course_type)
     cmd = ScheduleRun(
         course_type=course_type,
         location="centrum",
         capacity=capacity,
         sessions=[
-            {"starts_at": start + timedelta(days=i), "ends_at": start + timedelta(days=i, hours=2)}
+            {"starts_at": start + timedelta(days=i), "ends_at": start + timedelta(days=i, minutes=minutes)}
             for i in range(sessions)
         ],
     )

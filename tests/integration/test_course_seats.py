@@ -82,8 +82,8 @@ async def test_a_freed_seat_is_offered_first_in_first_out_and_lapses_after_its_w
     assert (await status(db, second_waiting)).status == "offered", "the next in line gets the seat"
 
     with pytest.raises(handlers.Refused):  # too late for the first
-        await within(db, handlers.accept_offer, first_waiting, library=LIB, now=NOW + WINDOW)
-    accepted = await within(db, handlers.accept_offer, second_waiting, library=LIB, now=NOW + WINDOW)
+        await within(db, handlers.accept_offer, first_waiting, library=LIB, events=EVENTS, now=NOW + WINDOW)
+    accepted = await within(db, handlers.accept_offer, second_waiting, library=LIB, events=EVENTS, now=NOW + WINDOW)
     assert accepted.status == "enrolled"
     statuses = [e.status for e in await reading(db).runs.enrolments_of(run_id)]
     assert statuses.count("enrolled") == 8 and (await reading(db).runs.get(run_id)).seats_taken == 8

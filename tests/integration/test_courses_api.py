@@ -136,6 +136,37 @@ async def test_scheduling_is_checked_and_runs_are_found_by_postcode(api):
     assert invalid_field(await api.get("/v1/course-runs", params={"postcode": "0123"})) == "postcode"
 
 
+async def test_a_run_that_contradicts_its_course_type_is_refused_naming_sessions(api):
+    lib = library("rivierenland")
+    await register_location(api.db, "rivierenland", "tiel", "4001 AA")
+    klik_en_tik = {"course_type": "klik-en-tik", "location": "tiel"}  # eight sessions of two hours
+    one_session = await api.post("/v1/course-runs", json={**klik_en_tik, "sessions": sessions(5, 1)}, headers=lib)
+    assert invalid_field(one_session) == "sessions"
+    short = [{**s, "ends_at": s["starts_at"].replace("T10:00", "T11:00")} for s in sessions(5, 8)]
+    assert invalid_field(await api.post("/v1/course-runs", json={**klik_en_tik, "sessions": short}, headers=lib)) == (
+        "sessions"
+    )
+    assert (
+        await api.post("/v1/course-runs", json={**klik_en_tik, "sessions": sessions(5, 8)}, headers=lib)
+    ).status_code == 201
+
+    flexible = {
+        "name": "Klik & Tik op maat",
+        "kind": "klik_en_tik",
+        "sessions": 8,
+        "session_minutes": 120,
+        "max_participants": 8,
+        "sessions_to_complete": 1,
+        "flexible_sessions": True,
+    }
+    assert (await api.put("/v1/course-types/klik-en-tik-op-maat", json=flexible, headers=KB)).status_code == 200
+    assert next(t for t in (await api.get("/v1/course-types")).json() if t["code"] == "klik-en-tik-op-maat")[
+        "flexible_sessions"
+    ]
+    on_demand = {"course_type": "klik-en-tik-op-maat", "location": "tiel", "sessions": sessions(6, 2)}
+    assert (await api.post("/v1/course-runs", json=on_demand, headers=lib)).status_code == 201, "the type allows it"
+
+
 async def test_a_full_run_waitlists_and_a_cancellation_offers_the_seat(api):
     lib = library("katwijk")
     await register_location(api.db, "katwijk", "centrum", "2221 KG")

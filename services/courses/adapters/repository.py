@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import astuple
 from datetime import datetime
-from typing import TypeAlias
 
 import asyncpg
 
@@ -25,15 +24,14 @@ from services.courses.domain.model import (
     Session,
     teacher_busy,
 )
-from shared.db import Database
+from shared.db import Database, Executor
 from shared.unit_of_work import UnitOfWork
 
 # An asyncpg connection (in a transaction) or the pool (reads): both fetch and execute.
-Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 _TYPE_COLUMNS = (
     "code, name, kind, sessions, session_minutes, max_participants, certified_teacher_required, intake_first,"
-    " sessions_to_complete"
+    " sessions_to_complete, flexible_sessions"
 )
 
 
@@ -51,16 +49,17 @@ class CourseTypes:
 
     async def put(self, course: CourseType) -> None:
         await self.conn.execute(
-            f"INSERT INTO course_types ({_TYPE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            f"INSERT INTO course_types ({_TYPE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             " ON CONFLICT (code) DO UPDATE SET name = $2, kind = $3, sessions = $4, session_minutes = $5,"
-            " max_participants = $6, certified_teacher_required = $7, intake_first = $8, sessions_to_complete = $9",
+            " max_participants = $6, certified_teacher_required = $7, intake_first = $8, sessions_to_complete = $9,"
+            " flexible_sessions = $10",
             *_type_values(course),
         )
 
     async def add_missing(self, courses: list[CourseType]) -> None:
         """Seed: add the types that are not there; a type KB staff changed stays as they left it."""
         await self.conn.executemany(
-            f"INSERT INTO course_types ({_TYPE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            f"INSERT INTO course_types ({_TYPE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             " ON CONFLICT (code) DO NOTHING",
             [_type_values(c) for c in courses],
         )
@@ -77,6 +76,7 @@ def _type_values(c: CourseType) -> tuple:
         c.certified_teacher_required,
         c.intake_first,
         c.sessions_to_complete,
+        c.flexible_sessions,
     )
 
 

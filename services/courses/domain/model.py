@@ -18,6 +18,7 @@ from shared.events.catalog import (
     AttendanceRecorded,
     CourseCompleted,
     CourseRunCancelled,
+    CourseRunCapacityChanged,
     CourseRunScheduled,
     EnrolmentCancelled,
     EventData,
@@ -46,6 +47,9 @@ class CourseType(BaseModel):
     intake_first: bool = False
     # Completed when at least this many sessions were attended.
     sessions_to_complete: int = Field(ge=1)
+    # Runs may deviate from `sessions` and `session_minutes` (e.g. a training given in parts);
+    # otherwise a run has exactly the type's number of sessions, each exactly that long.
+    flexible_sessions: bool = False
 
 
 DEFAULT_COURSE_TYPES = [
@@ -178,12 +182,31 @@ def check_schedule(cmd: ScheduleRun, course: CourseType | None, *, now: datetime
         raise ScheduleRefused("course_type", "unknown course type; see GET /v1/course-types")
     if min(s.starts_at for s in cmd.sessions) <= now:
         raise ScheduleRefused("sessions", "a run cannot start in the past")
+    check_sessions(cmd.sessions, course)
     capacity = cmd.capacity or course.max_participants
     if capacity > course.max_participants:
         raise ScheduleRefused("capacity", f"at most {course.max_participants} participants for {course.name}")
     if course.certified_teacher_required and not (cmd.teacher and teacher_certified):
         raise ScheduleRefused("teacher", f"{course.name} needs a teacher in the certification register")
     return capacity
+
+
+def check_sessions(sessions: list[Session], course: CourseType) -> None:
+    """A run follows its type: its number of sessions and their length (ScheduleRefused naming
+    `sessions`), unless the type allows runs to deviate (`flexible_sessions`)."""
+    if course.flexible_sessions:
+        return
+    if len(sessions) != course.sessions:
+        raise ScheduleRefused(
+            "sessions", f"{course.name} has {course.sessions} session(s): give {course.sessions}, not {len(sessions)}"
+        )
+    length = timedelta(minutes=course.session_minutes)
+    if wrong := [i for i, s in enumerate(sessions, 1) if s.ends_at - s.starts_at != length]:
+        raise ScheduleRefused(
+            "sessions",
+            f"each session of {course.name} lasts {course.session_minutes} minutes"
+            f" (session {', '.join(map(str, wrong))} does not)",
+        )
 
 
 class Contact(_Strict):
@@ -384,6 +407,7 @@ class CourseRun:
         if enrolment.status != "offered" or enrolment.offered_until is None or enrolment.offered_until <= now:
             raise Refused("there is no open seat offer for this enrolment")
         enrolment.status = "enrolled"
+        self.events.append(self._fact(ParticipantEnrolled, enrolment, now))
         return enrolment
 
     def expire_offers(self, *, now: datetime, window: timedelta) -> int:
@@ -447,7 +471,13 @@ class CourseRun:
             raise Invalid("capacity", f"at most {course.max_participants} participants for {course.name}")
         if capacity < self.seats_taken:
             raise Invalid("capacity", "fewer seats than participants already have: cancel enrolments first")
-        self.capacity = capacity
+        if capacity != self.capacity:
+            self.capacity = capacity
+            self.events.append(
+                CourseRunCapacityChanged(
+                    run_id=self.id, library=self.library, course_type=self.course_type, capacity=capacity, at=now
+                )
+            )
         self._offer_free_seats(now, window)
 
     # -- attendance and completion --------------------------------------------------------------

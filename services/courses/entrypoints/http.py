@@ -108,6 +108,9 @@ class CourseTypeData(BaseModel):
     certified_teacher_required: bool = False
     intake_first: bool = False
     sessions_to_complete: int = Field(ge=1, le=20)
+    flexible_sessions: bool = Field(
+        False, description="runs may deviate from `sessions` and `session_minutes` (otherwise 422 naming `sessions`)"
+    )
 
 
 class AdviceView(BaseModel):
@@ -259,7 +262,7 @@ def build_router(
         """Accept a seat offered from the waitlist, within its acceptance window."""
         library = _library(caller)
         async with unit_of_work() as uow:
-            enrolment = await handlers.accept_offer(enrolment_id, library=library, uow=uow, now=clock())
+            enrolment = await handlers.accept_offer(enrolment_id, library=library, uow=uow, events=events, now=clock())
         return EnrolmentView.of(enrolment)
 
     @router.post("/course-runs/{run_id}/cancel", response_model=RunView, tags=["runs"])

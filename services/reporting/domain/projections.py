@@ -371,6 +371,10 @@ def course_run_cancelled(event: CloudEvent, data: catalog.CourseRunCancelled) ->
     return [RunChange(data.run_id, status="cancelled")]
 
 
+def course_run_capacity_changed(event: CloudEvent, data: catalog.CourseRunCapacityChanged) -> list[Change]:
+    return [RunChange(data.run_id, capacity=data.capacity)]
+
+
 ENROLMENT_STATES = {
     "ParticipantEnrolled": "enrolled",
     "ParticipantWaitlisted": "waitlisted",
@@ -430,6 +434,7 @@ PROJECTIONS: dict[str, Projection] = {
     "IdoLocationRegistered": location_registered,
     "CourseRunScheduled": course_run_scheduled,
     "CourseRunCancelled": course_run_cancelled,
+    "CourseRunCapacityChanged": course_run_capacity_changed,
     **dict.fromkeys(ENROLMENT_STATES, enrolment_changed),
     "LibraryReadinessChanged": readiness_changed,
     "SubsidySchemePublished": scheme_published,

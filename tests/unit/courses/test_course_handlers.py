@@ -191,20 +191,26 @@ async def uow() -> FakeUnitOfWork:
     return uow
 
 
-def schedule_cmd(course_type="klik-en-tik", *, capacity=None, teacher=None, sessions=4) -> ScheduleRun:
+TYPES = {t.code: t for t in DEFAULT_COURSE_TYPES}
+
+
+def schedule_cmd(course_type="klik-en-tik", *, capacity=None, teacher=None, sessions=None) -> ScheduleRun:
+    """A run as its type prescribes (its number and length of sessions, weekly), unless told."""
+    course = TYPES[course_type]
+    length = timedelta(minutes=course.session_minutes)
     return ScheduleRun(
         course_type=course_type,
         location="centrum",
         teacher=teacher,
         capacity=capacity,
         sessions=[
-            {"starts_at": START + timedelta(days=7 * i), "ends_at": START + timedelta(days=7 * i, hours=2)}
-            for i in range(sessions)
+            {"starts_at": START + timedelta(days=7 * i), "ends_at": START + timedelta(days=7 * i) + length}
+            for i in range(course.sessions if sessions is None else sessions)
         ],
     )
 
 
-async def scheduled(uow, course_type="klik-en-tik", *, capacity=None, sessions=4) -> str:
+async def scheduled(uow, course_type="klik-en-tik", *, capacity=None, sessions=None) -> str:
     run = await handlers.schedule_run(
         schedule_cmd(course_type, capacity=capacity, sessions=sessions), library=LIB, uow=uow, events=EVENTS, now=NOW
     )
@@ -297,14 +303,25 @@ async def test_a_cancellation_and_the_offer_of_its_seat_are_one_unit_of_work(uow
         await handlers.cancel(first.id, library=LIB, uow=uow, events=EVENTS, now=NOW, window=WINDOW)
 
 
-async def test_accepting_an_offer_saves_it_and_publishes_nothing(uow):
+async def test_accepting_an_offer_saves_it_and_publishes_participant_enrolled(uow):
     run_id = await scheduled(uow, capacity=1)
     first, second = await enrol(uow, run_id, 1), await enrol(uow, run_id, 2)
     await handlers.cancel(first.id, library=LIB, uow=uow, events=EVENTS, now=NOW, window=WINDOW)
     uow.emitted.clear()
-    accepted = await handlers.accept_offer(second.id, library=LIB, uow=uow, now=NOW + timedelta(hours=1))
+    accepted = await handlers.accept_offer(second.id, library=LIB, uow=uow, events=EVENTS, now=NOW + timedelta(hours=1))
     assert accepted.status == "enrolled" and uow.runs.runs[run_id].enrolments[second.id].status == "enrolled"
-    assert uow.emitted == []
+    assert uow.published() == [("ParticipantEnrolled", run_id, 2)], "reporting must learn the seat was taken"
+
+
+async def test_changing_capacity_publishes_the_new_capacity(uow):
+    run_id = await scheduled(uow, capacity=1)
+    await enrol(uow, run_id, 1)
+    await enrol(uow, run_id, 2)
+    uow.emitted.clear()
+    await handlers.change_capacity(run_id, 2, library=LIB, uow=uow, events=EVENTS, now=NOW, window=WINDOW)
+    assert uow.published() == [("CourseRunCapacityChanged", run_id, None), ("SeatOffered", run_id, 2)]
+    await handlers.change_capacity(run_id, 2, library=LIB, uow=uow, events=EVENTS, now=NOW, window=WINDOW)
+    assert uow.published() == [], "an unchanged capacity is no change"
 
 
 async def test_expiry_handles_each_run_in_its_own_unit_of_work(uow):
@@ -335,7 +352,7 @@ async def test_cancelling_a_run_and_changing_its_capacity(uow):
         await handlers.change_capacity(run_id, 9, library=LIB, uow=uow, events=EVENTS, now=NOW, window=WINDOW)
     run = await handlers.change_capacity(run_id, 2, library=LIB, uow=uow, events=EVENTS, now=NOW, window=WINDOW)
     assert run.seats_free == 0 and uow.runs.runs[run_id].enrolments[second.id].status == "offered"
-    assert uow.published() == [("SeatOffered", run_id, 2)]
+    assert uow.published() == [("CourseRunCapacityChanged", run_id, None), ("SeatOffered", run_id, 2)]
     run = await handlers.cancel_run(run_id, library=LIB, uow=uow, events=EVENTS, now=NOW)
     assert run.status == "cancelled" and run.seats_taken == 0
     assert uow.published() == [

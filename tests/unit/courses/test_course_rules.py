@@ -11,16 +11,19 @@ NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 TYPES = {t.code: t for t in DEFAULT_COURSE_TYPES}
 
 
-def run(course_type="klik-en-tik", *, days=7, capacity=None, teacher=None, sessions=1) -> ScheduleRun:
+def run(course_type="klik-en-tik", *, days=7, capacity=None, teacher=None, sessions=None, minutes=None) -> ScheduleRun:
+    """A run as its type prescribes (its number and length of sessions), unless told otherwise."""
+    course = TYPES.get(course_type)
     start = NOW + timedelta(days=days)
+    length = timedelta(minutes=minutes or (course.session_minutes if course else 120))
     return ScheduleRun(
         course_type=course_type,
         location="centrum",
         teacher=teacher,
         capacity=capacity,
         sessions=[
-            {"starts_at": start + timedelta(days=i), "ends_at": start + timedelta(days=i, hours=2)}
-            for i in range(sessions)
+            {"starts_at": start + timedelta(days=i), "ends_at": start + timedelta(days=i) + length}
+            for i in range(sessions or (course.sessions if course else 1))
         ],
     )
 
@@ -48,6 +51,26 @@ def test_digisterker_needs_a_certified_teacher():
         check_schedule(run("digisterker", teacher="jan"), TYPES["digisterker"], now=NOW, teacher_certified=False)
     assert refused.value.field == "teacher"
     assert check_schedule(run("digisterker", teacher="jan"), TYPES["digisterker"], now=NOW, teacher_certified=True) == 8
+
+
+def test_a_run_has_the_number_and_length_of_sessions_of_its_type():
+    klik_en_tik = TYPES["klik-en-tik"]  # eight sessions of two hours
+    with pytest.raises(ScheduleRefused) as one_session:
+        check_schedule(run(sessions=1), klik_en_tik, now=NOW, teacher_certified=False)
+    assert one_session.value.field == "sessions" and "8 session" in one_session.value.reason
+    with pytest.raises(ScheduleRefused) as too_many:
+        check_schedule(run("doorvragen", sessions=2), TYPES["doorvragen"], now=NOW, teacher_certified=False)
+    assert too_many.value.field == "sessions"
+    with pytest.raises(ScheduleRefused) as too_short:
+        check_schedule(run(minutes=60), klik_en_tik, now=NOW, teacher_certified=False)
+    assert too_short.value.field == "sessions" and "120 minutes" in too_short.value.reason
+    assert check_schedule(run(), klik_en_tik, now=NOW, teacher_certified=False) == 8
+
+
+def test_a_type_with_flexible_sessions_allows_runs_that_deviate():
+    flexible = TYPES["klik-en-tik"].model_copy(update={"flexible_sessions": True})
+    assert check_schedule(run(sessions=3, minutes=90), flexible, now=NOW, teacher_certified=False) == 8
+    assert TYPES["klik-en-tik"].flexible_sessions is False, "strict unless the type says so"
 
 
 def test_sessions_of_a_run_may_not_overlap_and_must_end_after_they_start():

@@ -151,7 +151,7 @@ def test_an_offer_is_accepted_within_its_window_or_lapses_to_the_next():
     with pytest.raises(Refused):
         run.accept_offer(b.id, now=NOW + WINDOW)
     assert run.accept_offer(c.id, now=NOW + WINDOW).status == "enrolled"
-    assert facts(run) == [], "acceptance is not published"
+    assert facts(run) == [("ParticipantEnrolled", 3)], "an accepted offer is an enrolment: reporting counts it"
     assert run.expire_offers(now=NOW + 3 * WINDOW, window=WINDOW) == 0, "an accepted offer does not lapse"
     consistent(run)
 
@@ -164,7 +164,7 @@ def test_raising_capacity_offers_seats_and_it_cannot_drop_below_the_seats_taken(
         run.change_capacity(9, TYPES["klik-en-tik"], now=NOW, window=WINDOW)
     run.change_capacity(3, TYPES["klik-en-tik"], now=NOW, window=WINDOW)
     assert (b.status, c.status) == ("offered", "offered")
-    assert facts(run) == [("SeatOffered", 2), ("SeatOffered", 3)]
+    assert facts(run) == [("CourseRunCapacityChanged", None), ("SeatOffered", 2), ("SeatOffered", 3)]
     with pytest.raises(Invalid):
         run.change_capacity(2, TYPES["klik-en-tik"], now=NOW, window=WINDOW)
     consistent(run)
@@ -250,13 +250,14 @@ def test_staff_training_completion_records_the_staff_member_and_readiness_counts
 
 def test_scheduling_checks_the_location_and_the_teachers_other_sessions():
     cmd = ScheduleRun(
-        course_type="klik-en-tik",
+        course_type="klik-en-tik-veilig-online",
         location="centrum",
         teacher="jan",
         sessions=[{"starts_at": START, "ends_at": START + timedelta(hours=2)}],
     )
     here = Location(library="venlo", code="centrum", postcode="5911 AA")
-    common = dict(run_id="r", library="venlo", course=TYPES["klik-en-tik"], teacher_certified=False, now=NOW)
+    course = TYPES["klik-en-tik-veilig-online"]
+    common = dict(run_id="r", library="venlo", course=course, teacher_certified=False, now=NOW)
     with pytest.raises(ScheduleRefused) as nowhere:
         schedule_run(cmd, location=None, teacher_sessions=[], **common)
     assert nowhere.value.field == "location"

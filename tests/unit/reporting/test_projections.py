@@ -192,3 +192,21 @@ def test_small_counts_are_suppressed_but_zero_and_larger_counts_are_shown():
 def test_an_agencys_domain_is_the_themes_that_go_to_it():
     assert agency_themes("belastingdienst") == {"belastingen", "toeslagen"}
     assert agency_themes("cjib") == {"verkeer"} and "digid" not in agency_themes("uwv")
+
+
+def test_a_changed_capacity_changes_the_runs_seats_and_keeps_its_other_facts():
+    scheduled = catalog.CourseRunScheduled(
+        run_id="run-1",
+        library="zeeland",
+        course_type="klik-en-tik",
+        location="middelburg",
+        postcode="4331 AA",
+        capacity=4,
+        first_session_at=T0,
+        sessions=8,
+    )
+    raised = catalog.CourseRunCapacityChanged(
+        run_id="run-1", library="zeeland", course_type="klik-en-tik", capacity=6, at=T0
+    )
+    changes = changes_of([event(scheduled), event(raised)])
+    assert changes.of(RunChange) == [RunChange("run-1", "zeeland", "klik-en-tik", 6, T0, "scheduled")]
