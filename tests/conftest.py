@@ -11,6 +11,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 
@@ -21,7 +22,7 @@ LOCAL = REPO_ROOT / "deploy" / "local"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: infrastructure tests must run, not skip)", pytrace=False)
     pytest.skip(reason)

@@ -6,7 +6,7 @@ tests reach either instance's API (`instance(url, 1)`)."""
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -73,6 +73,6 @@ def library_token() -> str:
 
 
 @pytest.fixture
-async def intake(system) -> Iterator[httpx.AsyncClient]:
+async def intake(system) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=system["intake"], timeout=10) as client:
         yield client

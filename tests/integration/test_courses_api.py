@@ -2,7 +2,7 @@
 codes and problem+json answers the end-to-end tests rely on, with a clock the test controls."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, cast
 
 import httpx
 import pytest
@@ -11,7 +11,7 @@ from fastapi import FastAPI, Header
 from services.courses import handlers
 from services.courses.domain.model import DEFAULT_COURSE_TYPES
 from services.courses.entrypoints import http
-from shared.auth import Principal
+from shared.auth import Principal, Role
 from shared.events.catalog import HelpRequestRouted, QuestionDecision
 from shared.http import PROBLEM, Problem, install_conventions
 from shared.outbox import EventFactory
@@ -33,7 +33,7 @@ def authenticated(authorization: Annotated[str | None, Header()] = None) -> Prin
     if not authorization:
         raise Problem(401, "Credential required")
     role, organisation = authorization.removeprefix("Bearer ").split(":")
-    return Principal(role=role, organisation=organisation, credential_id=f"test-{organisation}")
+    return Principal(role=cast(Role, role), organisation=organisation, credential_id=f"test-{organisation}")
 
 
 class Clock:

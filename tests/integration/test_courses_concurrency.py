@@ -101,6 +101,7 @@ async def statuses(db, run_id: str) -> dict[int, str]:
 async def assert_consistent(db, run_id: str) -> None:
     """Never more seats taken than capacity; the run's count, the seats held and the waitlist agree."""
     run = await reading(db).runs.get(run_id)
+    assert run is not None
     enrolments = await reading(db).runs.enrolments_of(run_id)
     holders = [e for e in enrolments if e.status in HOLDS_SEAT]
     assert len(holders) == run.seats_taken <= run.capacity

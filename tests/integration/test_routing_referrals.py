@@ -5,6 +5,7 @@ illegal transition still answers 409), and every handover read is recorded with 
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import httpx
 import pytest
@@ -16,12 +17,13 @@ from services.routing.domain.model import referral_id
 from services.routing.domain.referral import InvalidTransition
 from services.routing.entrypoints.consumers import help_request_handlers
 from services.routing.entrypoints.http import build_router
-from shared.auth import Principal
+from shared.auth import Principal, Role
 from shared.consuming import EventConsumer
 from shared.events.catalog import HelpRequested, PersonalDataErased, QuestionFacts
 from shared.http import install_conventions
 from shared.outbox import EventFactory
 from shared.sealing import new_data_key, seal
+from tests.kafkatools import eventually
 
 pytestmark = pytest.mark.infra
 
@@ -53,7 +55,7 @@ class Keys:
 def fake_authenticated(request: Request) -> Principal:
     """`Authorization: Bearer <role>:<organisation>` stands in for a signed credential."""
     role, _, organisation = request.headers["authorization"].removeprefix("Bearer ").partition(":")
-    return Principal(role=role, organisation=organisation, credential_id=f"cred-{organisation}")
+    return Principal(role=cast(Role, role), organisation=organisation, credential_id=f"cred-{organisation}")
 
 
 def as_(caller: str) -> dict[str, str]:
@@ -168,13 +170,14 @@ async def test_concurrent_reports_on_one_referral_from_two_instances_lose_no_upd
 
 async def test_a_second_report_waits_for_the_first_and_sees_its_result(two):
     first, second = two
-    cjib_done = asyncio.Event()
+    cjib_done, cjib_reported = asyncio.Event(), asyncio.Event()
 
     async def first_report_held_open():
         async with first.unit_of_work() as tx:
             await handlers.report_status(
                 REFERRAL, "got_help", None, caller=CJIB, uow=RoutingUnitOfWork(tx), events=ROUTING, now=NOW
             )
+            cjib_reported.set()
             await cjib_done.wait()  # the row stays locked until this transaction commits
 
     async def second_report():
@@ -184,9 +187,15 @@ async def test_a_second_report_waits_for_the_first_and_sees_its_result(two):
             )
 
     holder = asyncio.create_task(first_report_held_open())
-    await asyncio.sleep(0.2)
+    await cjib_reported.wait()
     waiting = asyncio.create_task(second_report())
-    await asyncio.sleep(0.3)
+
+    async def blocked_on_a_lock() -> bool:
+        return await first.fetchval(
+            "SELECT count(*) > 0 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+        )
+
+    await eventually(blocked_on_a_lock, timeout=10)
     assert not waiting.done(), "blocked on the referral's row lock"
     cjib_done.set()
     await holder

@@ -2,13 +2,14 @@
 problem+json for refusals, 409 for a second decision and an exhausted budget, the overview."""
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
 
 from services.subsidy.entrypoints import http
-from shared.auth import Principal
+from shared.auth import Principal, Role
 from shared.http import install_conventions
 from shared.outbox import EventFactory
 
@@ -24,7 +25,7 @@ VENLO = {"x-role": "library", "x-organisation": "venlo"}
 def client(db) -> httpx.AsyncClient:
     async def authenticated(request: Request) -> Principal:
         role, organisation = request.headers["x-role"], request.headers["x-organisation"]
-        return Principal(role=role, organisation=organisation, credential_id=f"{organisation}-1")
+        return Principal(role=cast(Role, role), organisation=organisation, credential_id=f"{organisation}-1")
 
     app = FastAPI()
     install_conventions(app, "test", 64 * 1024)

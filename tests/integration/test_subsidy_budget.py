@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, cast
 
 import pytest
 
@@ -127,7 +128,7 @@ def course_run(library: str):
 
 async def deliver(db, topic: str, event) -> None:
     """Through the idempotent consumer, as subscribed in bootstrap (no broker needed to handle)."""
-    consumer = EventConsumer(None, db, group_id="ido-subsidy", backoff_seconds=0.01)
+    consumer = EventConsumer(cast(Any, None), db, group_id="ido-subsidy", backoff_seconds=0.01)
     await consumer.process(topic, event.to_bytes(), None, event_handlers(EVENTS)[topic])
 
 

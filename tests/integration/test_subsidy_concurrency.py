@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from services.subsidy.bootstrap import event_handlers
 from services.subsidy.domain.model import Apply, Scheme
 from services.subsidy.entrypoints import http
 from services.subsidy.handlers import apply, put_scheme
-from shared.auth import Principal
+from shared.auth import Principal, Role
 from shared.consuming import EventConsumer
 from shared.events.catalog import COURSES, HELP_REQUESTS, CourseRunScheduled, HelpRequested, QuestionFacts
 from shared.http import install_conventions
@@ -42,7 +43,7 @@ def instance(db) -> httpx.AsyncClient:
 
     async def authenticated(request: Request) -> Principal:
         role, organisation = request.headers["x-role"], request.headers["x-organisation"]
-        return Principal(role=role, organisation=organisation, credential_id=f"{organisation}-1")
+        return Principal(role=cast(Role, role), organisation=organisation, credential_id=f"{organisation}-1")
 
     app = FastAPI()
     install_conventions(app, "test", 64 * 1024)
@@ -154,7 +155,7 @@ def course_run(library: str):
 async def deliver(db, topic_and_event) -> None:
     """One instance's idempotent consumer handling the event (as subscribed in bootstrap)."""
     topic, event = topic_and_event
-    consumer = EventConsumer(None, db, group_id="ido-subsidy", backoff_seconds=0.01)
+    consumer = EventConsumer(cast(Any, None), db, group_id="ido-subsidy", backoff_seconds=0.01)
     await consumer.process(topic, event.to_bytes(), None, event_handlers(EVENTS)[topic])
 
 

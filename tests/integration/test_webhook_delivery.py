@@ -39,7 +39,7 @@ class Receiver:
     """An agency's webhook endpoint: answers the handshake with `allowed_origin` (no header if
     None) and successive POSTs with the scripted (status, headers), then 200."""
 
-    def __init__(self, *, allowed_origin: str | None = ORIGIN, answers: list[tuple[int, dict]] = ()) -> None:
+    def __init__(self, *, allowed_origin: str | None = ORIGIN, answers: tuple[tuple[int, dict], ...] = ()) -> None:
         self.allowed_origin = allowed_origin
         self.answers = list(answers)
         self.handshakes: list[dict[str, str]] = []

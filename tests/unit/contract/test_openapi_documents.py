@@ -2,6 +2,7 @@
 to (after the NL API Design Rules: versioned paths, kebab-case, no trailing slashes, problem+json)."""
 
 import re
+from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
@@ -12,7 +13,13 @@ from services.reporting.bootstrap import build_app as reporting
 from services.routing.bootstrap import build_app as routing
 from services.subsidy.bootstrap import build_app as subsidy
 
-SERVICES = {"intake": intake, "routing": routing, "courses": courses, "subsidy": subsidy, "reporting": reporting}
+SERVICES: dict[str, Any] = {
+    "intake": intake,
+    "routing": routing,
+    "courses": courses,
+    "subsidy": subsidy,
+    "reporting": reporting,
+}
 SEGMENT = re.compile(r"^([a-z0-9]+(-[a-z0-9]+)*|\{[a-z_]+\})(\.json|\.csv)?$")
 
 

@@ -52,7 +52,8 @@ def run_cmd(course_type: str, rng: random.Random) -> ScheduleRun:
 
 def courses_figures(uow: FakeUnitOfWork) -> tuple[dict, dict]:
     """Courses' own figures from the runs it saved: per run and per course type."""
-    per_run, per_type = {}, {}
+    per_run: dict[str, Counter] = {}
+    per_type: dict[str, Counter] = {}
     for run in uow.runs.runs.values():
         statuses = Counter(e.status for e in run.enrolments.values())
         f = Counter(
@@ -70,15 +71,17 @@ def monitor_figures(changes: Changes) -> tuple[dict, dict]:
     states: dict[str, Counter] = {}
     for row in changes.of(EnrolmentState):
         states.setdefault(row.run_id, Counter())[row.state] += 1
-    per_run, per_type = {}, {}
+    per_run: dict[str, Counter] = {}
+    per_type: dict[str, Counter] = {}
     for run in changes.of(RunChange):
         s = states.get(run.run_id, Counter())
         f = Counter(
-            seats=run.capacity if run.status == "scheduled" else 0,
+            seats=(run.capacity or 0) if run.status == "scheduled" else 0,
             enrolled=s["enrolled"] + s["completed"],
             waitlisted=s["waitlisted"],
         )
         per_run[run.run_id] = f
+        assert run.course_type is not None, "every run in the monitor has its course type"
         per_type.setdefault(run.course_type, Counter()).update(f)
     return per_run, per_type
 

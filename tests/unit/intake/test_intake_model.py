@@ -1,6 +1,7 @@
 """Validation of the registration command and routing's effect on a stored help request."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -31,7 +32,7 @@ def body(**overrides):
     }
 
 
-def errors_of(data) -> list[dict]:
+def errors_of(data) -> list[Any]:
     with pytest.raises(ValidationError) as exc:
         RegisterHelpRequest.model_validate(data)
     return exc.value.errors()

@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import cast
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ from fastapi import FastAPI, Request
 from services.routing.adapters.webhooks import Delivery, Handshake
 from services.routing.domain.webhooks import Subscription
 from services.routing.entrypoints.webhooks import build_router
-from shared.auth import Principal
+from shared.auth import Principal, Role
 from shared.http import install_conventions
 
 ORIGIN = "routing.ido.test"
@@ -55,7 +56,7 @@ class FakeSender:
 def fake_authenticated(request: Request) -> Principal:
     """`Authorization: Bearer <role>:<organisation>` stands in for a signed credential."""
     role, _, organisation = request.headers["authorization"].removeprefix("Bearer ").partition(":")
-    return Principal(role=role, organisation=organisation, credential_id="cred-1")
+    return Principal(role=cast(Role, role), organisation=organisation, credential_id="cred-1")
 
 
 def as_(caller: str) -> dict[str, str]:

@@ -3,7 +3,7 @@ the processed-event records only when the handler succeeded (as a transaction do
 
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from shared.consuming import EventConsumer, PermanentError
 from shared.events.catalog import HelpRequestRouted, QuestionDecision
@@ -69,7 +69,9 @@ class Handler:
 
 def consumer(max_attempts: int = 4) -> tuple[EventConsumer, FakeBroker, FakeDb]:
     broker, db = FakeBroker(), FakeDb()
-    c = EventConsumer(broker=broker, db=db, group_id="g", max_attempts=max_attempts, backoff_seconds=0)
+    c = EventConsumer(
+        broker=cast(Any, broker), db=cast(Any, db), group_id="g", max_attempts=max_attempts, backoff_seconds=0
+    )
     return c, broker, db
 
 

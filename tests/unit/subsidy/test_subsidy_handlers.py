@@ -106,7 +106,7 @@ class FakeConditions:
 class FakeUnitOfWork:
     def __init__(self) -> None:
         self.schemes, self.applications, self.conditions = FakeSchemes(), FakeApplications(), FakeConditions()
-        self.emitted = []
+        self.emitted: list = []
 
     def emit(self, *events) -> None:
         self.emitted.extend(events)
