@@ -62,7 +62,7 @@ unit: install
 lint: install
 	$(BIN)/ruff check shared services tests bench
 	$(BIN)/ruff format --check shared services tests bench
-	$(BIN)/mypy shared services
+	$(BIN)/mypy shared services tests
 
 bench: up
 	$(BIN)/python bench/intake_throughput.py

@@ -3,11 +3,11 @@ transaction): the state change, its events (outbox rows) and, for a consumed eve
 processed record commit together. Inputs and outputs are domain objects; the unit of work,
 event factory and clock are handed in by the wiring."""
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from services.routing.adapters.repository import Cases, RoutingUnitOfWork
-from services.routing.domain.model import decide
+from services.routing.domain.model import RoutingRules, decide
 from services.routing.domain.referral import Referral, response_time
 from shared.auth import Principal
 from shared.events.catalog import (
@@ -21,8 +21,46 @@ from shared.events.catalog import (
     ReferredToAgency,
 )
 from shared.events.envelope import CloudEvent
-from shared.outbox import EventFactory
+from shared.outbox import EventFactory, PendingEvent
 from shared.sealing import unseal
+
+
+class Cases(Protocol):
+    async def add(self, routed: HelpRequestRouted, *, sealed: str | None, at: datetime) -> bool: ...
+    async def sealed(self, help_request_id: str) -> str | None: ...
+    async def forget_sealed(self, help_request_id: str, at: datetime) -> None: ...
+
+
+class Referrals(Protocol):
+    async def add(self, referrals: Iterable[Referral]) -> None: ...
+    async def get(self, referral_id: str, *, for_update: bool = False) -> Referral | None: ...
+    async def save(self, referral: Referral) -> None: ...
+    async def record_read(self, referral_id: str, *, at: datetime, organisation: str, credential_id: str) -> None: ...
+    async def lock_due(self, now: datetime, limit: int) -> list[Referral]: ...
+
+
+class Rules(Protocol):
+    async def matching(
+        self, themes: Iterable[str], municipality: str | None, targets: Iterable[str]
+    ) -> RoutingRules: ...
+
+
+class Organisations(Protocol):
+    async def response_hours(self, codes: Iterable[str]) -> dict[str, int | None]: ...
+
+
+class RoutingUnitOfWork(Protocol):
+    """What the handlers need of a transaction (adapters.repository.RoutingUnitOfWork)."""
+
+    @property
+    def cases(self) -> Cases: ...
+    @property
+    def referrals(self) -> Referrals: ...
+    @property
+    def rules(self) -> Rules: ...
+    @property
+    def organisations(self) -> Organisations: ...
+    def emit(self, *events: PendingEvent) -> None: ...
 
 
 class ReferralTopics(Protocol):

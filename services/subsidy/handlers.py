@@ -5,8 +5,8 @@ Locks, always in this order: a library's conditions row, the application row, th
 budget row. A decision on an application that is no longer `applied` is refused (409)."""
 
 from datetime import datetime
+from typing import Protocol
 
-from services.subsidy.adapters.repository import SubsidyUnitOfWork
 from services.subsidy.domain.model import (
     AlreadyDecided,
     Application,
@@ -15,6 +15,7 @@ from services.subsidy.domain.model import (
     BudgetExhausted,
     Condition,
     Decide,
+    LibraryConditions,
     Refused,
     Renew,
     Scheme,
@@ -22,7 +23,41 @@ from services.subsidy.domain.model import (
 from shared.auth import Principal
 from shared.events.catalog import CourseRunScheduled, HelpRequested, SubsidySchemePublished
 from shared.events.envelope import CloudEvent
-from shared.outbox import EventFactory
+from shared.outbox import EventFactory, PendingEvent
+
+
+class Schemes(Protocol):
+    async def get(self, code: str) -> Scheme | None: ...
+    async def budget_for_update(self, code: str) -> Budget | None: ...
+    async def save_budget(self, budget: Budget) -> None: ...
+    async def put(self, code: str, scheme: Scheme) -> None: ...
+
+
+class Applications(Protocol):
+    async def add(self, application: Application) -> bool: ...
+    async def library_of(self, application_id: str) -> str | None: ...
+    async def get_for_update(self, application_id: str) -> Application | None: ...
+    async def granted_for_update(self, library: str) -> list[Application]: ...
+    async def save(self, application: Application) -> None: ...
+
+
+class Conditions(Protocol):
+    async def met(self, library: str) -> set[str]: ...
+    async def lock(self, library: str) -> LibraryConditions: ...
+    async def save(self, conditions: LibraryConditions) -> None: ...
+
+
+class SubsidyUnitOfWork(Protocol):
+    """What the handlers need of a transaction (adapters.repository.SubsidyUnitOfWork)."""
+
+    @property
+    def schemes(self) -> Schemes: ...
+    @property
+    def applications(self) -> Applications: ...
+    @property
+    def conditions(self) -> Conditions: ...
+    def emit(self, *events: PendingEvent) -> None: ...
+
 
 __all__ = ["AlreadyDecided", "BudgetExhausted", "NotFound"]
 
