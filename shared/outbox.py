@@ -85,6 +85,7 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.name = name
         self.leading = False
+        self.standby_rounds = 0  # tries to take the lead that found another leader
         self.published = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -106,6 +107,7 @@ class OutboxRelay:
         conn = await connect(self.database_url, self.passfile, application_name=self.name)
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+                self.standby_rounds += 1
                 await asyncio.sleep(self.poll_seconds)  # a standby: another instance leads
             self.leading = True
             log.info("outbox relay leading")

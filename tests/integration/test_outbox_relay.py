@@ -121,7 +121,11 @@ async def test_two_instances_one_leader_and_a_standby_takes_over(infra, db, topi
     first.start()
     await eventually(lambda: _leading(first))
     second.start()
-    await asyncio.sleep(0.5)
+
+    async def tried_twice() -> bool:
+        return second.standby_rounds >= 2
+
+    await eventually(tried_twice)
     assert not second.leading, "one leader per service database"
 
     reader = await TopicReader(infra.kafka_bootstrap_servers, topic).start(from_end=True)
