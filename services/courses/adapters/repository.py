@@ -99,7 +99,12 @@ class Teachers:
         )
 
     async def busy(self, teacher: str) -> list[Session]:
-        """The sessions the teacher teaches in scheduled runs."""
+        """The sessions the teacher teaches in scheduled runs, read under a lock on the teacher
+        held until the transaction ends: two instances scheduling one teacher at once take turns,
+        so the second sees the first's sessions. (The exclusion constraint alone settles it too,
+        but two inserts that each wait for the other end in a deadlock instead of a clear 422.)"""
+        # The two-key form: a lock space of its own, apart from the relay's one-key lock.
+        await self.conn.execute("SELECT pg_advisory_xact_lock(1, hashtext($1))", teacher)
         rows = await self.conn.fetch(
             "SELECT starts_at, ends_at FROM course_sessions WHERE teacher = $1 AND run_scheduled ORDER BY starts_at",
             teacher,
