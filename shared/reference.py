@@ -92,3 +92,35 @@ THEMES: dict[str, Theme] = {
         Theme("overig", "Overig"),
     )
 }
+
+# Dutch labels for codes the monitor shows (reporting's dashboard and `GET /v1/labels`). Themes'
+# labels are THEMES' own; organisations' are AGENCIES'.
+REFERRAL_STATUS_LABELS: dict[str, str] = {
+    "sent": "Verstuurd",
+    "accepted": "Geaccepteerd",
+    "needs_client_action": "Actie van de inwoner nodig",
+    "got_help": "Geholpen",
+    "could_not_contact": "Geen contact gekregen",
+    "not_eligible": "Komt niet in aanmerking",
+    "no_capacity": "Geen capaciteit",
+    "no_longer_interested": "Geen interesse meer",
+    "referred_elsewhere": "Elders naartoe verwezen",
+}
+
+OUTCOME_LABELS: dict[str, str] = {
+    "helped_at_desk": "Geholpen aan de balie",
+    "course_advised": "Cursus geadviseerd",
+    "informed": "Geïnformeerd",
+    "referred": "Doorverwezen",
+}
+
+# The course types courses seeds (its DEFAULT_COURSE_TYPES names); a type the KB adds later is
+# shown by its code until it is labelled here.
+COURSE_TYPE_LABELS: dict[str, str] = {
+    "digisterker": "Digisterker: Werken met de digitale overheid",
+    "klik-en-tik": "Klik & Tik",
+    "klik-en-tik-veilig-online": "Klik & Tik: Veilig online",
+    "doorvragen": "IDO-training: doorvragen",
+    "zakelijke-empathie": "IDO-training: zakelijke empathie",
+    "privacy-in-het-ido": "IDO-training: privacy in het IDO",
+}

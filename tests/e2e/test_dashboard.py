@@ -1,5 +1,6 @@
 """The dashboard in a real headless Chromium (Debian's package): the page loads, every chart
-renders with data, the console stays clean; a screenshot is kept in .local/artifacts/."""
+renders with data, codes are drawn as their Dutch labels (the code in an SVG <title>), the
+console stays clean; a screenshot is kept in .local/artifacts/."""
 
 import re
 import shutil
@@ -15,7 +16,7 @@ from tests.kafkatools import eventually
 
 pytestmark = pytest.mark.infra
 REPORTING = url("reporting", 8005)
-CHARTS = {"rollout", "months", "themes", "referrals", "courses", "subsidy"}
+CHARTS = {"rollout", "months", "themes", "locations", "outcomes", "referrals", "courses", "subsidy"}
 ARTEFACTS = REPO_ROOT / ".local" / "artifacts"
 
 
@@ -46,7 +47,7 @@ async def test_the_dashboard_renders_every_chart_without_console_errors(system, 
     kb_token = credential("--kb")
     visit = {
         "channel": "walk_in",
-        "questions": [{"category": "digital_government", "theme": "digid", "subtheme": "app"}],
+        "questions": [{"category": "digital_government", "theme": "werk-en-uitkering", "subtheme": "ww"}],
     }
     assert (await intake.post("/v1/help-requests", json=visit, headers=library)).status_code == 201
     async with httpx.AsyncClient(base_url=REPORTING, timeout=10) as reporting:
@@ -66,6 +67,10 @@ async def test_the_dashboard_renders_every_chart_without_console_errors(system, 
     assert set(charts) == CHARTS
     for with_data in ("rollout", "months", "themes"):  # the visit above guarantees these have data
         assert charts[with_data].count("<rect") >= 1, f"{with_data} drawn from data"
+    # The theme is drawn by its Dutch label from GET /v1/labels, its code in the tooltip.
+    werk = "Werk en uitkering"
+    assert re.search(rf"<text[^>]*>{werk}<title>werk-en-uitkering</title></text>", charts["themes"]), charts["themes"]
+    assert charts["themes"].count(">werk-en-uitkering<") == 1, "the code only in the tooltip"
     assert re.search(r'id="status" role="status"></p>', dom.stdout), "no loading error shown"
     console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
     assert console == [], console

@@ -273,7 +273,7 @@ async def test_questions_by_dimension_for_kb_library_and_agency(api):
         "(geen)": "<5",
         "app": "<5",
     }
-    assert (await api("/v1/monitor/questions", by="location"))[1]["counts"] == {"(geen)": 6, "middelburg": "<5"}
+    assert (await api("/v1/monitor/questions", by="location"))[1]["counts"] == {"(geen)": 6, "zeeland:middelburg": "<5"}
     assert (await api("/v1/monitor/questions", by="month", month_from="2026-11"))[1]["counts"] == {"2026-11": 5}
     assert (await api("/v1/monitor/questions", by="month", month_to="2026-10"))[1]["counts"] == {"2026-10": "<5"}
     assert (await api("/v1/monitor/questions", by="channel"))[1]["counts"] == {"phone": "<5", "walk_in": 6}
@@ -425,7 +425,7 @@ async def test_the_registration_form_exports(api):
             "question": question,
             "date": "2026-11-06",
             "library": "zeeland",
-            "location": "middelburg",
+            "location": "zeeland:middelburg",
             "channel": "phone",
             "category": category,
             "theme": theme,

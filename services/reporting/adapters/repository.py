@@ -112,9 +112,9 @@ ON CONFLICT (version, referral_id) DO UPDATE SET
     overdue = t.overdue OR excluded.overdue"""
 
 ADD_LOCATIONS = """
-INSERT INTO locations (version, location_id, library, opened_at)
+INSERT INTO locations (version, library, code, opened_at)
 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[])
-ON CONFLICT (version, location_id) DO NOTHING"""
+ON CONFLICT (version, library, code) DO NOTHING"""
 
 PATCH_RUNS = """
 INSERT INTO course_runs AS t (version, run_id, library, course_type, capacity, first_session_at, status)
@@ -214,7 +214,7 @@ class ReadModels:
             "accepted_at",
             "overdue",
         )
-        await put(ADD_LOCATIONS, version, changes.of(Location), "location_id", "library", "opened_at")
+        await put(ADD_LOCATIONS, version, changes.of(Location), "library", "code", "opened_at")
         await put(
             PATCH_RUNS,
             version,
@@ -274,7 +274,8 @@ class ReportingUnitOfWork:
 # The read side: the API's queries, all on the active version within one snapshot.
 
 QUESTION_TOTALS = """
-SELECT CASE $2 WHEN 'month' THEN month WHEN 'library' THEN library WHEN 'location' THEN location
+SELECT CASE $2 WHEN 'month' THEN month WHEN 'library' THEN library
+               WHEN 'location' THEN CASE WHEN location = '' THEN '' ELSE library || ':' || location END
                WHEN 'category' THEN category WHEN 'theme' THEN theme WHEN 'subtheme' THEN subtheme
                WHEN 'channel' THEN channel END AS value,
        sum(n)::bigint AS n
@@ -353,7 +354,9 @@ WHERE s.version = $1
 GROUP BY s.scheme"""
 
 QUESTION_ROWS_BETWEEN = """
-SELECT r.help_request_id, r.question, r.date, r.library, r.location, r.channel, r.category, r.theme, r.subtheme,
+SELECT r.help_request_id, r.question, r.date, r.library,
+       CASE WHEN r.location = '' THEN '' ELSE r.library || ':' || r.location END AS location,
+       r.channel, r.category, r.theme, r.subtheme,
        r.help_given, coalesce(o.outcome, '') AS outcome, coalesce(o.referred_to, '') AS referred_to,
        r.duration_minutes
 FROM question_rows r
@@ -441,6 +444,10 @@ class ActiveReadModels:
         rows = await self.conn.fetch("SELECT library, opened_at FROM locations WHERE version = $1", self.version)
         return [(r["library"], r["opened_at"]) for r in rows]
 
+    async def rollout_goals(self) -> dict[int, int]:
+        rows = await self.conn.fetch("SELECT year, goal FROM rollout_goals")
+        return {r["year"]: r["goal"] for r in rows}
+
     async def question_rows(
         self, date_from: date | None, date_to: date | None, library: str | None
     ) -> list[asyncpg.Record]:
@@ -459,3 +466,13 @@ class ReportingQueries:
         async with self.db.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             version = await conn.fetchval("SELECT version FROM active_version")
             yield ActiveReadModels(conn, version)
+
+    async def set_rollout_goal(self, year: int, goal: int) -> None:
+        """The KB's coverage goal for a year (IDO locations open at its end): set or replaced."""
+        async with self.db.pool.acquire() as conn:
+            await conn.execute(
+                """INSERT INTO rollout_goals (year, goal) VALUES ($1, $2)
+                   ON CONFLICT (year) DO UPDATE SET goal = excluded.goal, updated_at = now()""",
+                year,
+                goal,
+            )

@@ -13,8 +13,6 @@ from shared import reference
 from shared.events import catalog
 from shared.events.envelope import CloudEvent
 
-# The national-coverage goal: IDO locations open at the end of each year (KB rollout figures).
-COVERAGE_GOAL = {2019: 29, 2020: 73, 2021: 439, 2022: 664}
 # Shown instead of a count below the threshold outside the library itself.
 SUPPRESSED = "<5"
 
@@ -121,13 +119,15 @@ class ReferralChange(NamedTuple):
 
 
 class Location(NamedTuple):
-    location_id: str
+    """An IDO location: its code is unique only within its library, so (library, code) names it."""
+
     library: str
+    code: str
     opened_at: datetime
 
     @property
-    def key(self) -> str:
-        return self.location_id
+    def key(self) -> tuple[str, str]:
+        return (self.library, self.code)
 
     def then(self, later: "Location") -> "Location":
         return self  # opened when first registered; later updates change nothing here
@@ -351,7 +351,7 @@ def referral_overdue(event: CloudEvent, data: catalog.ReferralOverdue) -> list[C
 
 
 def location_registered(event: CloudEvent, data: catalog.IdoLocationRegistered) -> list[Change]:
-    return [Location(data.location_id, data.library, data.registered_at)]
+    return [Location(data.library, data.code, data.registered_at)]
 
 
 def course_run_scheduled(event: CloudEvent, data: catalog.CourseRunScheduled) -> list[Change]:
@@ -460,6 +460,18 @@ def agency_themes(agency: str) -> set[str]:
         t.code
         for t in reference.THEMES.values()
         if t.default_organisation == agency or agency in set(t.subthemes.values())
+    }
+
+
+def labels() -> dict[str, dict[str, str]]:
+    """The one table of Dutch labels the dashboard draws codes with (`GET /v1/labels`)."""
+    return {
+        "statuses": dict(reference.REFERRAL_STATUS_LABELS),
+        "outcomes": dict(reference.OUTCOME_LABELS),
+        "themes": {code: theme.label for code, theme in reference.THEMES.items()},
+        "course_types": dict(reference.COURSE_TYPE_LABELS),
+        "organisations": dict(reference.AGENCIES),
+        "libraries": dict(reference.PILOT_LIBRARIES),
     }
 
 

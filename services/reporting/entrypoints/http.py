@@ -11,14 +11,15 @@ import json
 import statistics
 from collections import Counter
 from datetime import date
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.reporting.adapters.repository import ReportingQueries
-from services.reporting.domain.projections import COVERAGE_GOAL, agency_themes, suppress
+from services.reporting.domain.projections import agency_themes, labels, suppress
 from shared import reference
 from shared.auth import Principal
 from shared.http import Problem, invalid_field
@@ -45,11 +46,26 @@ DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 From = Annotated[str | None, Query(alias="from", pattern=DAY)]
 To = Annotated[str | None, Query(alias="to", pattern=DAY)]
 Library = Annotated[str | None, Query(max_length=64)]
+Year = Annotated[int, Path(ge=2000, le=2100)]
+
+
+class RolloutGoal(BaseModel):
+    """The number of IDO locations the KB aims to have open at the end of the year."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    goal: int = Field(ge=0, le=100_000, strict=True)
 
 
 def build_router(*, authenticated, queries: ReportingQueries, threshold: int) -> APIRouter:
     router = APIRouter(prefix="/v1")
     Caller = Annotated[Principal, Depends(authenticated)]
+
+    @router.get("/labels", tags=["monitor"])
+    async def label_table() -> dict[str, dict[str, str]]:
+        """Dutch labels per code: referral statuses, routing outcomes, themes, course types,
+        organisations and libraries (public: labels, no figures). The dashboard draws these."""
+        return labels()
 
     @router.get("/monitor/questions", tags=["monitor"])
     async def questions(
@@ -171,14 +187,23 @@ def build_router(*, authenticated, queries: ReportingQueries, threshold: int) ->
         15 pilot libraries compared with the rest."""
         async with queries.active() as read:
             locations = await read.locations()
-        years = sorted(set(COVERAGE_GOAL) | {opened_at.year for _, opened_at in locations})
+            goals = await read.rollout_goals()
+        years = sorted(set(goals) | {opened_at.year for _, opened_at in locations})
         open_by = {y: sum(1 for _, opened_at in locations if opened_at.year <= y) for y in years}
         pilots = sum(1 for library, _ in locations if library in reference.PILOT_LIBRARIES)
         return {
-            "years": [{"year": y, "open": open_by[y], "goal": COVERAGE_GOAL.get(y)} for y in years],
+            "years": [{"year": y, "open": open_by[y], "goal": goals.get(y)} for y in years],
             "pilot_locations": pilots,
             "other_locations": len(locations) - pilots,
         }
+
+    @router.put("/monitor/rollout/goals/{year}", tags=["monitor"])
+    async def set_rollout_goal(caller: Caller, year: Year, body: RolloutGoal) -> dict[str, int]:
+        """Set the coverage goal for a year: IDO locations open at its end (KB staff)."""
+        if caller.role != "kb":
+            raise Problem(403, "Rollout goals are set by KB staff")
+        await queries.set_rollout_goal(year, body.goal)
+        return {"year": year, "goal": body.goal}
 
     @router.get("/exports/questions.csv", tags=["exports"], summary="Registration-form export as CSV")
     async def export_csv(
@@ -272,7 +297,7 @@ def _json(rows: list[dict[str, Any]]) -> str:
     return json.dumps(rows, ensure_ascii=False)
 
 
-DASHBOARD = (Path(__file__).parent / "static" / "dashboard.html").read_text(encoding="utf-8")
+DASHBOARD = (FilePath(__file__).parent / "static" / "dashboard.html").read_text(encoding="utf-8")
 
 
 def dashboard_router() -> APIRouter:

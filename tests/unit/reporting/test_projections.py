@@ -129,10 +129,11 @@ def test_a_referral_sent_after_its_first_status_keeps_both_and_overdue_sticks():
 
 
 def test_a_location_opened_when_first_registered():
-    first, later = Location("loc-1", "zeeland", T0), Location("loc-1", "zeeland", T0 + timedelta(days=30))
+    first, later = Location("zeeland", "centrum", T0), Location("zeeland", "centrum", T0 + timedelta(days=30))
+    elsewhere = Location("venlo", "centrum", T0 + timedelta(days=60))  # the same code, another library
     changes = Changes()
-    changes.add(first, later)
-    assert changes.of(Location) == [first]
+    changes.add(first, later, elsewhere)
+    assert changes.of(Location) == [elsewhere, first]
 
 
 def test_course_runs_keep_their_facts_when_cancelled_and_enrolments_their_latest_state():
@@ -181,8 +182,8 @@ def test_folding_in_batches_gives_the_same_rows_as_folding_at_once():
 
 def test_rows_come_out_in_key_order():
     changes = Changes()
-    changes.add(Location("b", "x", T0), Location("a", "x", T0), Location("c", "x", T0))
-    assert [loc.location_id for loc in changes.of(Location)] == ["a", "b", "c"]
+    changes.add(Location("x", "b", T0), Location("x", "a", T0), Location("w", "c", T0))
+    assert [loc.key for loc in changes.of(Location)] == [("w", "c"), ("x", "a"), ("x", "b")]
 
 
 def test_small_counts_are_suppressed_but_zero_and_larger_counts_are_shown():
