@@ -257,7 +257,11 @@ async def test_the_worker_sends_a_queued_event_at_once_and_stops_cleanly(db, rep
     async with serving(receiver) as url:
         await register(url, repo, worker.sender)
         task = asyncio.create_task(worker.run())
-        await asyncio.sleep(0.1)  # the worker's first round found nothing and sleeps now
+
+        async def first_round_done() -> bool:
+            return worker.rounds >= 1  # found nothing; it waits for notify() now
+
+        await eventually(first_round_done)
         pending = referral()
         await webhook_handlers.on_agency_event(pending.event, pending.topic, agency=AGENCY, repo=repo)
         worker.notify()  # what the consumer's on_handled does

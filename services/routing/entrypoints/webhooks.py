@@ -223,6 +223,7 @@ class DeliveryWorker:
     def __init__(self, repo: WebhookRepository, sender: HttpWebhookSender, config: WebhookSettings) -> None:
         self.repo, self.sender, self.config = repo, sender, config
         self.policy = config.policy()
+        self.rounds = 0  # delivery rounds done (what a test or an operator can wait on)
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -243,6 +244,7 @@ class DeliveryWorker:
             except Exception:
                 # Database unavailable: deliveries stay pending and are picked up on a later round.
                 log.exception("webhook delivery round failed; retrying")
+            self.rounds += 1
             if not more:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.config.poll_seconds)
