@@ -61,7 +61,7 @@ class LocationRepository(Protocol):
 
 
 class ThemeRepository(Protocol):
-    async def get(self, category: str, code: str) -> Theme | None: ...
+    async def of(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Theme]: ...
     async def put(self, theme: Theme) -> None: ...
 
 
@@ -112,8 +112,9 @@ async def put_theme(theme: Theme, *, uow: UnitOfWork) -> Theme:
 async def _check_themes(cmd: RegisterHelpRequest, uow: UnitOfWork) -> None:
     """Every question's theme and subtheme must be in the taxonomy and not retired."""
     invalid: list[dict[str, str]] = []
+    known = await uow.themes.of([(q.category, q.theme) for q in cmd.questions])
     for i, question in enumerate(cmd.questions):
-        theme = await uow.themes.get(question.category, question.theme)
+        theme = known.get((question.category, question.theme))
         if theme is None or theme.retired:
             # The reason does not echo the input (a free description might hold personal data).
             why = "not a theme" if theme is None else "a retired theme"

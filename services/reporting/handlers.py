@@ -10,7 +10,6 @@ from shared.events.envelope import CloudEvent
 
 
 class Versions(Protocol):
-    async def targets(self, event_id: UUID, event_time: Any) -> list[int]: ...
     async def targets_of(self, event_ids: list[UUID], event_times: list[Any]) -> dict[int, list[int]]: ...
 
 
@@ -28,11 +27,8 @@ class ProjectionUnitOfWork(Protocol):
 
 
 async def on_event(event: CloudEvent, data: Any, *, uow: ProjectionUnitOfWork) -> None:
-    """Apply the event's changes to each version that is to hold it: the active one and, once it
-    has caught up, a rebuild's new one (each at most once, see adapters/versions.py)."""
-    changes = changes_of([(event, data)])
-    for version in await uow.versions.targets(event.id, event.time):
-        await uow.read_models.apply(version, changes)
+    """One event: a batch of one."""
+    await on_events([(event, data)], uow=uow)
 
 
 async def on_events(events: list[tuple[CloudEvent, Any]], *, uow: ProjectionUnitOfWork) -> None:

@@ -198,11 +198,15 @@ class Themes:
             *self._values(theme),
         )
 
-    async def get(self, category: str, code: str) -> Theme | None:
-        row = await self.conn.fetchrow(
-            f"SELECT {self._COLUMNS} FROM themes WHERE category = $1 AND code = $2", category, code
+    async def of(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Theme]:
+        """The themes named by (category, code), in one query: a visit's questions at once."""
+        rows = await self.conn.fetch(
+            f"""SELECT {self._COLUMNS} FROM themes
+                WHERE (category, code) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",
+            [category for category, _ in keys],
+            [code for _, code in keys],
         )
-        return Theme.model_validate(dict(row)) if row else None
+        return {(r["category"], r["code"]): Theme.model_validate(dict(r)) for r in rows}
 
     async def all(self) -> list[Theme]:
         # digital_government first (the order of the form), then the library's own and other.

@@ -22,23 +22,10 @@ class ReadModelVersions:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def targets(self, event_id: UUID, event_time: datetime) -> list[int]:
-        """The versions this unit of work applies the event to: the active one unless a rebuild
-        replayed the event into it already, and a caught-up rebuild's version unless the replay
-        or another instance applied it there first."""
-        active = await self.conn.fetchval("SELECT version FROM active_version FOR SHARE")
-        live = await self.conn.fetch("SELECT version FROM read_model_versions WHERE state = 'live'")
-        replayed = await self.conn.fetchval(
-            "DELETE FROM applied_events WHERE version = $1 AND event_id = $2 RETURNING true", active, event_id
-        )
-        targets = [] if replayed else [active]
-        for row in live:
-            if not await self.applied_before(row["version"], [event_id], [event_time]):
-                targets.append(row["version"])
-        return targets
-
     async def targets_of(self, event_ids: list[UUID], event_times: list[datetime]) -> dict[int, list[int]]:
-        """`targets` for a batch: per version, the positions of the events it is to get."""
+        """Per version, the positions of the events this unit of work applies to it: the active
+        version all but those a rebuild replayed into it already; a caught-up rebuild's version
+        those that neither the replay nor another instance applied there first."""
         active = await self.conn.fetchval("SELECT version FROM active_version FOR SHARE")
         live = await self.conn.fetch("SELECT version FROM read_model_versions WHERE state = 'live'")
         replayed = await self.conn.fetch(

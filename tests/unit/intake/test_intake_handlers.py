@@ -101,8 +101,8 @@ class FakeThemes:
     def __init__(self) -> None:
         self.stored: dict[tuple[str, str], Theme] = {(t.category, t.code): t for t in SEED}
 
-    async def get(self, category: str, code: str) -> Theme | None:
-        return self.stored.get((category, code))
+    async def of(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Theme]:
+        return {key: self.stored[key] for key in keys if key in self.stored}
 
     async def put(self, theme: Theme) -> None:
         self.stored[(theme.category, theme.code)] = theme

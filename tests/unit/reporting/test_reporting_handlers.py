@@ -23,9 +23,9 @@ class FakeVersions:
         self._targets = targets
         self.asked: list = []
 
-    async def targets(self, event_id, event_time) -> list[int]:
-        self.asked.append(event_id)
-        return self._targets
+    async def targets_of(self, event_ids, event_times) -> dict[int, list[int]]:
+        self.asked.extend(event_ids)
+        return {version: list(range(len(event_ids))) for version in self._targets}
 
 
 class FakeReadModels:
