@@ -2,36 +2,21 @@
 problem+json for refusals, 409 for a second decision and an exhausted budget, the overview."""
 
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
 
-from services.subsidy.entrypoints import http
-from shared.auth import Principal, Role
-from shared.http import install_conventions
-from shared.outbox import EventFactory
+from tests.integration.subsidy_support import KB, subsidy_api
 
 pytestmark = pytest.mark.infra
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-EVENTS = EventFactory(service="subsidy", oin="00000001003214345000", base_url="http://subsidy")
-KB = {"x-role": "kb", "x-organisation": "kb"}
 HENGELO = {"x-role": "library", "x-organisation": "hengelo"}
 VENLO = {"x-role": "library", "x-organisation": "venlo"}
 
 
 def client(db) -> httpx.AsyncClient:
-    async def authenticated(request: Request) -> Principal:
-        role, organisation = request.headers["x-role"], request.headers["x-organisation"]
-        return Principal(role=cast(Role, role), organisation=organisation, credential_id=f"{organisation}-1")
-
-    app = FastAPI()
-    install_conventions(app, "test", 64 * 1024)
-    http.install_error_answers(app)
-    app.include_router(http.build_router(authenticated=authenticated, db=db, events=EVENTS, clock=lambda: NOW))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://subsidy")
+    return subsidy_api(db, NOW)
 
 
 async def test_apply_decide_and_follow_the_budget(migrated):

@@ -10,24 +10,19 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
 
 from services.subsidy.adapters.repository import SubsidyUnitOfWork, SubsidyViews
 from services.subsidy.bootstrap import event_handlers
 from services.subsidy.domain.model import Apply, Scheme
-from services.subsidy.entrypoints import http
 from services.subsidy.handlers import apply, put_scheme
-from shared.auth import Principal, Role
 from shared.consuming import EventConsumer
 from shared.events.catalog import COURSES, HELP_REQUESTS, CourseRunScheduled, HelpRequested, QuestionFacts
-from shared.http import install_conventions
 from shared.outbox import EventFactory
+from tests.integration.subsidy_support import EVENTS, KB, subsidy_api
 
 pytestmark = pytest.mark.infra
 
 NOW = datetime(2019, 9, 1, tzinfo=UTC)
-EVENTS = EventFactory(service="subsidy", oin="00000001003214345000", base_url="http://subsidy")
-KB = {"x-role": "kb", "x-organisation": "kb"}
 SCHEME = Scheme(
     name="Test",
     opens=datetime(2019, 7, 1, tzinfo=UTC),
@@ -39,17 +34,7 @@ SCHEME = Scheme(
 
 
 def instance(db) -> httpx.AsyncClient:
-    """One subsidy instance's HTTP API on its own pool; the caller is named in test headers."""
-
-    async def authenticated(request: Request) -> Principal:
-        role, organisation = request.headers["x-role"], request.headers["x-organisation"]
-        return Principal(role=cast(Role, role), organisation=organisation, credential_id=f"{organisation}-1")
-
-    app = FastAPI()
-    install_conventions(app, "test", 64 * 1024)
-    http.install_error_answers(app)
-    app.include_router(http.build_router(authenticated=authenticated, db=db, events=EVENTS, clock=lambda: NOW))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://subsidy")
+    return subsidy_api(db, NOW)
 
 
 async def prepare(db, libraries: list[str]) -> list[str]:
