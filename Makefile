@@ -74,4 +74,5 @@ logs:
 	tail -n 50 -f .local/logs/*.log
 
 clean: down
+	-$(LOCAL)/postgres.sh clean
 	rm -rf .local/kafka/data .local/postgres .local/logs .local/run

