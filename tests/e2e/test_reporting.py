@@ -53,9 +53,10 @@ async def test_figures_for_the_library_the_kb_and_an_agency(system, intake):
         seen_by_kb = await reporting.get(
             "/v1/monitor/questions", params={"by": "subtheme", "library": "nieuwe-veste-breda"}, headers=kb
         )
-        counts = seen_by_kb.json()["counts"]
-        assert counts[subtheme] == "<5" or counts[subtheme] >= 5
-        assert all(v == "<5" or v == 0 or v >= 5 for v in counts.values()), "no cell below the threshold is shown"
+        answer = seen_by_kb.json()
+        counts = answer["counts"]
+        assert answer["withheld"] or counts[subtheme] in ("<5", "x") or counts[subtheme] >= 5
+        assert all(v in ("<5", "x") or v == 0 or v >= 5 for v in counts.values()), "no cell below 5 is shown"
         domain = (await reporting.get("/v1/monitor/questions", params={"by": "theme"}, headers=belastingdienst)).json()
         assert set(domain["counts"]) <= {"toeslagen", "belastingen"}
 
@@ -202,4 +203,4 @@ async def test_no_aggregate_outside_the_library_shows_a_count_below_five(system)
                 }
             )
             for n in _numbers(counted):
-                assert n == "<5" or (isinstance(n, int) and (n == 0 or n >= 5)), (path, n)
+                assert n in ("<5", "x") or (isinstance(n, int) and (n == 0 or n >= 5)), (path, n)

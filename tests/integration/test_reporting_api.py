@@ -1,6 +1,6 @@
 """Reporting's API on the real database: events projected by the live handler, then every
-monitor view and the exports as a library, an agency and KB staff see them (exact answers,
-suppression below five outside the library itself)."""
+monitor view and the exports as a library, an agency and KB staff see them (exact answers for
+a library's own figures and an agency's own referrals; protected ones for the others)."""
 
 import csv
 import io
@@ -203,6 +203,9 @@ async def project_all(db, events) -> None:
             await handlers.on_event(created, data, uow=ReportingUnitOfWork(tx))
 
 
+YEARLY = {"/v1/monitor/questions", "/v1/monitor/outcomes", "/v1/monitor/help-given", "/v1/monitor/referrals"}
+
+
 def caller(x_as: Annotated[str, Header()]) -> Principal:
     role, _, organisation = x_as.partition(":")
     return Principal(role, organisation or "kb", "test")  # type: ignore[arg-type]
@@ -217,6 +220,8 @@ async def reporting_api(db):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting") as client:
 
         async def get(path: str, who: str = "kb", **params):
+            if path in YEARLY and "month_from" not in params and "month_to" not in params:
+                params.setdefault("year", 2026)  # the events' year, whatever today is
             answer = await client.get(path, params=params, headers={"X-As": who})
             return answer.status_code, answer.json() if "json" in answer.headers["content-type"] else answer.text
 
@@ -262,21 +267,33 @@ async def api(migrated):
 async def test_questions_by_dimension_for_kb_library_and_agency(api):
     assert await api("/v1/monitor/questions") == (
         200,
-        {"by": "theme", "threshold": 5, "counts": {"digid": "<5", "overig": "<5", "toeslagen": 6}},
-    )
+        {
+            "by": "theme",
+            "year": 2026,
+            "threshold": 5,
+            "withheld": False,
+            "counts": {"digid": "<5", "overig": "<5", "toeslagen": "x"},
+        },
+    ), "8 in all, 2 of them '<5' (each at least 1): the 6 would give both back"
     assert (await api("/v1/monitor/questions", "library:venlo", by="subtheme"))[1] == {
         "by": "subtheme",
+        "year": 2026,
         "threshold": None,
         "counts": {"huurtoeslag": 6},
     }
-    assert (await api("/v1/monitor/questions", by="subtheme", library="zeeland"))[1]["counts"] == {
-        "(geen)": "<5",
-        "app": "<5",
-    }
-    assert (await api("/v1/monitor/questions", by="location"))[1]["counts"] == {"(geen)": 6, "zeeland:middelburg": "<5"}
-    assert (await api("/v1/monitor/questions", by="month", month_from="2026-11"))[1]["counts"] == {"2026-11": 5}
-    assert (await api("/v1/monitor/questions", by="month", month_to="2026-10"))[1]["counts"] == {"2026-10": "<5"}
-    assert (await api("/v1/monitor/questions", by="channel"))[1]["counts"] == {"phone": "<5", "walk_in": 6}
+    zeeland = (await api("/v1/monitor/questions", by="subtheme", library="zeeland"))[1]
+    assert zeeland["withheld"] is True and zeeland["counts"] == {}, "a breakdown with small figures: withheld"
+    venlo = (await api("/v1/monitor/questions", by="subtheme", library="venlo"))[1]
+    assert venlo["withheld"] is True, "and a second one, or national minus the shown rows gives it back"
+    by_location = (await api("/v1/monitor/questions", by="location"))[1]["counts"]
+    assert by_location == {"(geen)": "x", "zeeland:middelburg": "<5"}
+    assert (await api("/v1/monitor/questions", by="month"))[1]["counts"] == {"2026-10": "<5", "2026-11": "x"}
+    status, problem = await api("/v1/monitor/questions", by="month", month_from="2026-11")
+    assert status == 422 and problem["invalid-params"][0]["name"] == "month_from", "ranges would give months away"
+    own = await api("/v1/monitor/questions", "library:venlo", by="month", month_from="2026-11")
+    assert own[1]["counts"] == {"2026-11": 3}, "a library's own figures: any range of months"
+    assert (await api("/v1/monitor/questions", by="channel"))[1]["counts"] == {"phone": "<5", "walk_in": "x"}
+    assert (await api("/v1/monitor/questions", by="month", year=2025))[1]["counts"] == {}
     assert (await api("/v1/monitor/questions", "agency:belastingdienst"))[1]["counts"] == {"toeslagen": 6}
     assert (await api("/v1/monitor/questions", "agency:uwv"))[1]["counts"] == {}
     assert (await api("/v1/monitor/questions", "library:venlo", library="zeeland"))[1]["counts"] == {"toeslagen": 6}
@@ -287,22 +304,32 @@ async def test_questions_by_dimension_for_kb_library_and_agency(api):
 async def test_outcomes_and_help_given(api):
     assert (await api("/v1/monitor/outcomes"))[1] == {
         "by": "organisation",
+        "year": 2026,
         "threshold": 5,
-        "counts": {"(geen)": 7, "belastingdienst": "<5"},
+        "withheld": False,
+        "counts": {"(geen)": 7, "belastingdienst": "<5", "uwv": "<5"},
     }
     assert (await api("/v1/monitor/outcomes", by="outcome"))[1]["counts"] == {
         "helped_at_desk": "<5",
-        "informed": 6,
-        "referred": "<5",
+        "informed": "x",
+        "referred": "x",
     }
-    assert (await api("/v1/monitor/outcomes", "agency:belastingdienst"))[1]["counts"] == {"belastingdienst": "<5"}
+    assert (await api("/v1/monitor/outcomes", "agency:belastingdienst"))[1] == {
+        "by": "organisation",
+        "year": 2026,
+        "threshold": None,
+        "withheld": False,
+        "counts": {"belastingdienst": 2},
+    }, "an agency's own referrals: exact, it received each one"
     assert (await api("/v1/monitor/outcomes", "library:venlo", by="outcome"))[1]["counts"] == {
         "informed": 5,
         "referred": 1,
     }
     assert (await api("/v1/monitor/help-given"))[1] == {
         "by": "help",
+        "year": 2026,
         "threshold": 5,
+        "withheld": False,
         "counts": {"coached": "<5", "informed": 7},
     }
     assert (await api("/v1/monitor/help-given", "library:zeeland"))[1]["counts"] == {"coached": 1, "informed": 1}
@@ -319,14 +346,15 @@ async def test_an_agency_sees_how_visitors_were_helped_only_in_its_own_domain(ap
 
 
 async def test_referrals_per_agency(api):
-    belastingdienst = {
-        "statuses": {"got_help": "<5", "sent": "<5"},
-        "overdue_share": 0.5,
-        "median_hours_to_accept": 2.0,
-    }
-    uwv = {"statuses": {"accepted": "<5"}, "overdue_share": 0.0, "median_hours_to_accept": 4.0}
+    # For KB staff: a share or a median of fewer than five referrals would give them away.
+    hidden = {"overdue_share": "x", "median_hours_to_accept": "x"}
+    belastingdienst = {"statuses": {"got_help": "<5", "sent": "<5"}, **hidden}
+    uwv = {"statuses": {"accepted": "<5"}, **hidden}
     assert await api("/v1/monitor/referrals") == (200, {"belastingdienst": belastingdienst, "uwv": uwv})
-    assert await api("/v1/monitor/referrals", "agency:uwv") == (200, {"uwv": uwv})
+    # An agency sees its own referrals exactly.
+    own = {"statuses": {"accepted": 1}, "overdue_share": 0.0, "median_hours_to_accept": 4.0}
+    assert await api("/v1/monitor/referrals", "agency:uwv") == (200, {"uwv": own})
+    assert (await api("/v1/monitor/referrals", "agency:belastingdienst"))[1]["belastingdienst"]["overdue_share"] == 0.5
     assert (await api("/v1/monitor/referrals", "library:venlo"))[0] == 403
 
 
@@ -340,7 +368,7 @@ async def test_courses_readiness_rollout_and_subsidy(api):
                 "runs": 1,
                 "seats": 4,
                 "waitlisted": 0,
-                "fill_rate": 0.25,
+                "fill_rate": "x",  # times the seats it would give the enrolled back
             },
             "klik-en-tik": {
                 "completed": "<5",
@@ -348,7 +376,7 @@ async def test_courses_readiness_rollout_and_subsidy(api):
                 "runs": 2,
                 "seats": 2,
                 "waitlisted": "<5",
-                "fill_rate": 1.0,
+                "fill_rate": "x",
             },
         },
     )

@@ -55,13 +55,11 @@ def as_(who: str) -> dict[str, str]:
 
 async def test_two_libraries_centrum_locations_are_counted_apart(reporting):
     client, _ = reporting
-    answer = (await client.get("/v1/monitor/questions", params={"by": "location"}, headers=as_("kb"))).json()
-    assert answer == {
-        "by": "location",
-        "threshold": 5,
-        "counts": {"(geen)": "<5", "venlo:centrum": 6, "zeeland:centrum": "<5"},
-    }
-    own = await client.get("/v1/monitor/questions", params={"by": "location"}, headers=as_("library:zeeland"))
+    params = {"by": "location", "year": 2026}
+    answer = (await client.get("/v1/monitor/questions", params=params, headers=as_("kb"))).json()
+    # Two cells, not one "centrum"; venlo's 6 would give zeeland's small ones back (9 in all).
+    assert answer["counts"] == {"(geen)": "<5", "venlo:centrum": "x", "zeeland:centrum": "<5"}, answer
+    own = await client.get("/v1/monitor/questions", params=params, headers=as_("library:zeeland"))
     assert own.json()["counts"] == {"(geen)": 1, "zeeland:centrum": 2}
 
 

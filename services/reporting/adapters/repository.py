@@ -9,7 +9,7 @@ referral keeps the status with the highest sequence; a location its first regist
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -368,6 +368,46 @@ WHERE r.version = $1
 ORDER BY r.date, r.help_request_id COLLATE "C", r.question"""
 
 
+# The protected universes (see domain/disclosure.py): the counts one year's figures are cut from.
+
+QUESTION_CUBE = """
+SELECT library, location, month, channel, category, theme, subtheme, sum(n)::bigint AS n
+FROM question_counts
+WHERE version = $1 AND month LIKE $2 || '-__' AND ($3::text[] IS NULL OR theme = ANY($3))
+GROUP BY 1, 2, 3, 4, 5, 6, 7"""
+
+# How questions were answered, other than by a referral (a referral has its own status).
+ANSWER_CUBE = """
+SELECT r.library, o.outcome, o.referred_to AS organisation, count(*)::bigint AS n
+FROM question_rows r JOIN question_outcomes o USING (version, help_request_id, question)
+WHERE r.version = $1 AND r.date >= $2 AND r.date < $3 AND o.outcome <> 'referred'
+GROUP BY 1, 2, 3"""
+
+REFERRAL_CUBE = """
+SELECT library, agency, coalesce(status, 'sent') AS status, overdue, to_char(sent_at, 'YYYY-MM') AS month,
+       count(*)::bigint AS n
+FROM referrals
+WHERE version = $1 AND sent_at >= $2 AND sent_at < $3 AND ($4::text IS NULL OR agency = $4)
+GROUP BY 1, 2, 3, 4, 5"""
+
+REFERRAL_WAITS_IN_YEAR = """
+SELECT agency, sent_at, accepted_at
+FROM referrals
+WHERE version = $1 AND sent_at >= $2 AND sent_at < $3 AND ($4::text IS NULL OR agency = $4)
+  AND accepted_at IS NOT NULL"""
+
+HELP_GIVEN_CUBE = """
+SELECT library, help, sum(n)::bigint AS n FROM help_given_counts
+WHERE version = $1 AND month LIKE $2 || '-__'
+GROUP BY 1, 2"""
+
+HELP_GIVEN_IN_THEMES_CUBE = """
+SELECT library, h AS help, count(DISTINCT help_request_id)::bigint AS n
+FROM question_rows, unnest(string_to_array(help_given, ';')) AS h
+WHERE version = $1 AND date >= $2 AND date < $3 AND theme = ANY($4::text[]) AND h <> ''
+GROUP BY 1, 2"""
+
+
 class ActiveReadModels:
     """The queries of the API, on one version, on one connection in one snapshot."""
 
@@ -448,10 +488,41 @@ class ActiveReadModels:
         rows = await self.conn.fetch("SELECT year, goal FROM rollout_goals")
         return {r["year"]: r["goal"] for r in rows}
 
+    async def question_cube(self, year: int, themes: set[str] | None) -> list[asyncpg.Record]:
+        return await self.conn.fetch(QUESTION_CUBE, self.version, f"{year:04d}", _sorted(themes))
+
+    async def answer_cube(self, year: int) -> list[asyncpg.Record]:
+        return await self.conn.fetch(ANSWER_CUBE, self.version, *_year(year))
+
+    async def referral_cube(self, year: int, agency: str | None) -> list[asyncpg.Record]:
+        start, end = _year(year)
+        return await self.conn.fetch(REFERRAL_CUBE, self.version, _moment(start), _moment(end), agency)
+
+    async def referral_waits_in(self, year: int, agency: str | None) -> list[asyncpg.Record]:
+        start, end = _year(year)
+        return await self.conn.fetch(REFERRAL_WAITS_IN_YEAR, self.version, _moment(start), _moment(end), agency)
+
+    async def help_given_cube(self, year: int, themes: set[str] | None) -> list[asyncpg.Record]:
+        if themes is None:
+            return await self.conn.fetch(HELP_GIVEN_CUBE, self.version, f"{year:04d}")
+        return await self.conn.fetch(HELP_GIVEN_IN_THEMES_CUBE, self.version, *_year(year), sorted(themes))
+
     async def question_rows(
         self, date_from: date | None, date_to: date | None, library: str | None
     ) -> list[asyncpg.Record]:
         return await self.conn.fetch(QUESTION_ROWS_BETWEEN, self.version, date_from, date_to, library)
+
+
+def _year(year: int) -> tuple[date, date]:
+    return date(year, 1, 1), date(year + 1, 1, 1)
+
+
+def _moment(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _sorted(themes: set[str] | None) -> list[str] | None:
+    return sorted(themes) if themes is not None else None
 
 
 class ReportingQueries:

@@ -13,9 +13,6 @@ from shared import reference
 from shared.events import catalog
 from shared.events.envelope import CloudEvent
 
-# Shown instead of a count below the threshold outside the library itself.
-SUPPRESSED = "<5"
-
 
 class Change(Protocol):
     """A change to one row of a read model: `key` names the row; `then` combines this change
@@ -473,7 +470,3 @@ def labels() -> dict[str, dict[str, str]]:
         "organisations": dict(reference.AGENCIES),
         "libraries": dict(reference.PILOT_LIBRARIES),
     }
-
-
-def suppress(count: int, threshold: int) -> int | str:
-    return SUPPRESSED if 0 < count < threshold else count

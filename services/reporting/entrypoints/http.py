@@ -2,15 +2,16 @@
 agency, the rollout against the coverage goal, and the registration-form export.
 
 Who sees what: a library its own figures (no suppression); an agency the questions of its domain
-across libraries; KB staff everything. Outside the library itself, a count below the threshold
-is shown as "<5", so no visitor can be singled out."""
+across libraries; KB staff everything. Outside the library itself figures are per calendar year
+and protected (domain/disclosure.py): a count below the threshold is shown as "<5", and any
+figure that would let a reader work one back is shown as "x", in every answer alike."""
 
 import csv
 import io
 import json
 import statistics
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
@@ -18,8 +19,10 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.reporting.adapters.repository import ReportingQueries
-from services.reporting.domain.projections import agency_themes, labels, suppress
+from services.reporting.adapters.repository import ActiveReadModels, ReportingQueries
+from services.reporting.domain import universes
+from services.reporting.domain.disclosure import ALL, COMPLEMENTARY, Protected, exact, protect, small
+from services.reporting.domain.projections import agency_themes, labels
 from shared import reference
 from shared.auth import Principal
 from shared.http import Problem, invalid_field
@@ -47,6 +50,23 @@ From = Annotated[str | None, Query(alias="from", pattern=DAY)]
 To = Annotated[str | None, Query(alias="to", pattern=DAY)]
 Library = Annotated[str | None, Query(max_length=64)]
 Year = Annotated[int, Path(ge=2000, le=2100)]
+InYear = Annotated[int | None, Query(ge=2000, le=2100)]
+# Where each `by` of the protected views is cut from: (family, grouping); None: the totals.
+QUESTION_VIEWS: dict[str, tuple[str, str] | None] = {
+    "theme": ("themes", "theme"),
+    "category": ("themes", "category"),
+    "subtheme": ("themes", "subtheme"),
+    "channel": ("channels", "channel"),
+    "location": ("locations", "location"),
+    "month": ("months", "month"),
+    "library": None,
+}
+OUTCOME_VIEWS: dict[str, tuple[str, str] | None] = {
+    "organisation": ("outcomes", "organisation"),
+    "outcome": ("outcomes", "outcome"),
+    "month": ("months", "month"),
+    "library": None,
+}
 
 
 class RolloutGoal(BaseModel):
@@ -72,66 +92,97 @@ def build_router(*, authenticated, queries: ReportingQueries, threshold: int) ->
         caller: Caller,
         by: Dimension = "theme",
         library: Annotated[str | None, Query(max_length=64)] = None,
+        year: InYear = None,
         month_from: Month = None,
         month_to: Month = None,
     ) -> dict[str, Any]:
-        """Questions counted by one dimension, for a period and (KB) a library."""
+        """Questions counted by one dimension for a calendar year (default: this one) and (KB,
+        agencies) one library or all. A library may also ask its own for a range of months."""
         scope = _scope(caller, library)
-        themes = agency_themes(caller.organisation) if caller.role == "agency" else None
+        if caller.role == "library":
+            month_from, month_to = _months(year, month_from, month_to)
+            async with queries.active() as read:
+                rows = await read.question_totals(by, library=scope, month_from=month_from, month_to=month_to)
+            return _totals(rows, by, year=year)
+        _no_month_ranges(month_from, month_to)
+        year = year or _this_year()
         async with queries.active() as read:
-            rows = await read.question_totals(
-                by, library=scope, month_from=month_from, month_to=month_to, themes=themes
-            )
-        return _totals(rows, by, own=caller.role == "library", threshold=threshold)
+            protected = await _questions_universe(read, caller, year, threshold)
+        return _protected(protected, QUESTION_VIEWS[by], by, scope, year)
 
     @router.get("/monitor/outcomes", tags=["monitor"])
     async def outcomes(
         caller: Caller,
         by: Literal["organisation", "outcome", "month", "library"] = "organisation",
         library: Annotated[str | None, Query(max_length=64)] = None,
+        year: InYear = None,
     ) -> dict[str, Any]:
         """How questions were answered: per receiving organisation or per outcome (helped at the
-        desk, course advised, informed, referred)."""
+        desk, course advised, informed, referred; `(open)` not yet). An agency: the questions
+        referred to it."""
         scope = _scope(caller, library)
-        organisation = caller.organisation if caller.role == "agency" else None
+        if caller.role == "library":
+            async with queries.active() as read:
+                rows = await read.outcome_totals(by, library=scope, organisation=None)
+            return _totals(rows, by, year=None)
+        year = year or _this_year()
         async with queries.active() as read:
-            rows = await read.outcome_totals(by, library=scope, organisation=organisation)
-        return _totals(rows, by, own=caller.role == "library", threshold=threshold)
+            if caller.role == "agency":
+                protected = await _agency_universe(read, caller.organisation, year)
+            else:
+                protected = await _questions_universe(read, caller, year, threshold)
+        return _protected(protected, OUTCOME_VIEWS[by], by, scope, year)
 
     @router.get("/monitor/help-given", tags=["monitor"])
-    async def help_given(caller: Caller, library: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+    async def help_given(
+        caller: Caller, library: Annotated[str | None, Query(max_length=64)] = None, year: InYear = None
+    ) -> dict[str, Any]:
         """How visitors were helped: informed, coached, helped at the desk, course advised. An
         agency counts the visits with a question in its domain."""
         scope = _scope(caller, library)
+        if caller.role == "library":
+            async with queries.active() as read:
+                rows = await read.help_given_totals(library=scope, themes=None)
+            return _totals(rows, "help", year=None)
+        year = year or _this_year()
         themes = agency_themes(caller.organisation) if caller.role == "agency" else None
         async with queries.active() as read:
-            rows = await read.help_given_totals(library=scope, themes=themes)
-        return _totals(rows, "help", own=caller.role == "library", threshold=threshold)
+            rows = await read.help_given_cube(year, themes)
+        protected = protect(universes.help_given(rows), threshold)
+        return _protected(protected, ("help", "help"), "help", scope, year)
 
     @router.get("/monitor/referrals", tags=["monitor"])
-    async def referrals(caller: Caller) -> dict[str, Any]:
-        """Referral outcomes per agency: the latest status of each referral, and the overdue share."""
+    async def referrals(caller: Caller, year: InYear = None) -> dict[str, Any]:
+        """Referral outcomes per agency for the referrals sent in a year: the latest status of
+        each, the overdue share and the median hours until accepted."""
         if caller.role not in ("agency", "kb"):
             raise Problem(403, "Referral outcomes are for agencies and KB staff")
-        agency = caller.organisation if caller.role == "agency" else None
+        year = year or _this_year()
         async with queries.active() as read:
-            statuses = await read.referral_statuses(agency)
-            accepted = await read.referral_waits(agency)
-        per_agency: dict[str, Counter[str]] = {}
-        for row in statuses:
-            mix = per_agency.setdefault(row["agency"], Counter())
-            mix[row["status"]] += row["referrals"]
-            mix["overdue"] += row["overdue"]
+            if caller.role == "agency":
+                protected = await _agency_universe(read, caller.organisation, year)
+            else:
+                protected = await _questions_universe(read, caller, year, threshold)
+            accepted = await read.referral_waits_in(year, caller.organisation if caller.role == "agency" else None)
         waits: dict[str, list[float]] = {}
         for row in accepted:
             waits.setdefault(row["agency"], []).append((row["accepted_at"] - row["sent_at"]).total_seconds() / 3600)
+        statuses: dict[str, dict[str, int | str]] = {}
+        for key, shown in protected.counts("outcomes", "status", ALL).items():
+            agency, status = key.split(":", 1)
+            statuses.setdefault(agency, {})[status] = shown
         return {
             agency: {
-                "statuses": {s: suppress(n, threshold) for s, n in sorted(mix.items()) if s != "overdue"},
-                "overdue_share": round(mix["overdue"] / sum(n for s, n in mix.items() if s != "overdue"), 2),
-                "median_hours_to_accept": round(statistics.median(waits[agency]), 1) if agency in waits else None,
+                "statuses": dict(sorted(mix.items())),
+                "overdue_share": _share(protected, agency),
+                # A median of fewer waits than the threshold would be someone's own wait.
+                "median_hours_to_accept": (
+                    round(statistics.median(waits[agency]), 1)
+                    if len(waits.get(agency, [])) >= (protected.threshold or 1)
+                    else (COMPLEMENTARY if agency in waits else None)
+                ),
             }
-            for agency, mix in sorted(per_agency.items())
+            for agency, mix in sorted(statuses.items())
         }
 
     @router.get("/monitor/courses", tags=["monitor"])
@@ -142,17 +193,19 @@ def build_router(*, authenticated, queries: ReportingQueries, threshold: int) ->
             raise Problem(403, "Course figures are for libraries (their own) and KB staff")
         async with queries.active() as read:
             rows = await read.course_figures(caller.organisation if own else None)
-        per_type = {
-            r["course_type"]: Counter({k: r[k] for k in ("runs", "seats", "enrolled", "waitlisted", "completed")})
-            for r in rows
-        }
-        return {
-            course: {
-                **{k: v if own or k in ("runs", "seats") else suppress(v, threshold) for k, v in sorted(f.items())},
-                "fill_rate": round(f["enrolled"] / f["seats"], 2) if f["seats"] else None,
-            }
-            for course, f in sorted(per_type.items())
-        }
+        answer = {}
+        for r in rows:
+            figures: dict[str, int | str] = {k: r[k] for k in ("runs", "seats", "enrolled", "waitlisted", "completed")}
+            if not own:
+                for k in ("enrolled", "waitlisted", "completed"):
+                    figures[k] = _small(r[k], threshold)
+            enrolled, seats = figures["enrolled"], r["seats"]
+            # The fill rate times the seats gives the enrolled back: hidden when they are.
+            rate = round(enrolled / seats, 2) if isinstance(enrolled, int) and seats else None
+            answer[r["course_type"]] = {**dict(sorted(figures.items())), "fill_rate": rate if seats else None}
+            if seats and not isinstance(enrolled, int):
+                answer[r["course_type"]]["fill_rate"] = COMPLEMENTARY
+        return dict(sorted(answer.items()))
 
     @router.get("/monitor/readiness", tags=["monitor"])
     async def readiness(caller: Caller) -> dict[str, dict[str, int]]:
@@ -273,15 +326,80 @@ def _form_row(row: Any) -> dict[str, Any]:
     return {c: values[c] for c in FORM_COLUMNS}
 
 
-def _totals(rows: list[tuple[str, int]], by: str, *, own: bool, threshold: int) -> dict[str, Any]:
+def _totals(rows: list[tuple[str, int]], by: str, *, year: int | None) -> dict[str, Any]:
+    """A library's own figures: exact."""
     totals: Counter[str] = Counter()
     for value, count in rows:
         totals[value or "(geen)"] += count
+    return {"by": by, "year": year, "threshold": None, "counts": dict(sorted(totals.items()))}
+
+
+async def _questions_universe(read: ActiveReadModels, caller: Principal, year: int, threshold: int) -> Protected:
+    """The protected questions of a year: all (KB, with how they were answered) or an agency's
+    domain. Every view of the caller is cut from this one set, so none gives another away."""
+    if caller.role == "agency":
+        cube = await read.question_cube(year, agency_themes(caller.organisation))
+        return protect(universes.questions(cube), threshold)
+    cube = await read.question_cube(year, None)
+    answers = await read.answer_cube(year)
+    referred = await read.referral_cube(year, None)
+    return protect(universes.questions(cube, answers, referred), threshold)
+
+
+async def _agency_universe(read: ActiveReadModels, agency: str, year: int) -> Protected:
+    """The referrals an agency received in a year: exact, as it received each one (with its
+    library, theme and status)."""
+    return exact(universes.agency_referrals(await read.referral_cube(year, agency), agency))
+
+
+def _protected(
+    protected: Protected, view: tuple[str, str] | None, by: str, library: str | None, year: int
+) -> dict[str, Any]:
+    """One view cut from a protected universe. `withheld`: this library's breakdown is not shown,
+    as some of its figures are below the threshold (its total, by=library, still is)."""
+    if view is None:
+        counts, withheld = protected.totals(library), protected.tiny
+    else:
+        counts = protected.counts(*view, library or ALL)
+        withheld = protected.is_withheld(view[0], library or ALL)
     return {
         "by": by,
-        "threshold": None if own else threshold,
-        "counts": {k: v if own else suppress(v, threshold) for k, v in sorted(totals.items())},
+        "year": year,
+        "threshold": protected.threshold or None,  # None: exact figures
+        "withheld": withheld,
+        "counts": dict(sorted(counts.items())),
     }
+
+
+def _share(protected: Protected, agency: str) -> float | str | None:
+    """Overdue referrals as a share of all: shown only when both counts are."""
+    overdue = protected.figure("outcomes", "overdue", ALL, agency)
+    total = protected.figure("outcomes", "organisation", ALL, agency)
+    if not isinstance(overdue, int) or not isinstance(total, int):
+        return COMPLEMENTARY
+    return round(overdue / total, 2) if total else None
+
+
+def _small(count: int, threshold: int) -> int | str:
+    return small(threshold) if 0 < count < threshold else count
+
+
+def _this_year() -> int:
+    return datetime.now(UTC).year
+
+
+def _months(year: int | None, month_from: str | None, month_to: str | None) -> tuple[str | None, str | None]:
+    """A library's own range of months; a year stands for its twelve."""
+    if year is None:
+        return month_from, month_to
+    return month_from or f"{year:04d}-01", month_to or f"{year:04d}-12"
+
+
+def _no_month_ranges(month_from: str | None, month_to: str | None) -> None:
+    # Two overlapping ranges would give the months between them: protection works per year.
+    for name, value in (("month_from", month_from), ("month_to", month_to)):
+        if value is not None:
+            raise invalid_field(name, "month ranges are for a library's own figures; choose a calendar year (year=)")
 
 
 def _scope(caller: Principal, library: str | None) -> str | None:

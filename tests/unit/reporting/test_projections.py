@@ -4,7 +4,6 @@ to one row combine (whatever the batch boundaries), suppression."""
 from datetime import UTC, date, datetime, timedelta
 
 from services.reporting.domain.projections import (
-    SUPPRESSED,
     Changes,
     EnrolmentState,
     Increment,
@@ -19,7 +18,6 @@ from services.reporting.domain.projections import (
     changes_of,
     help_request_increments,
     question_rows,
-    suppress,
 )
 from shared.events import catalog
 from shared.events.catalog import HelpRequested, QuestionFacts
@@ -184,10 +182,6 @@ def test_rows_come_out_in_key_order():
     changes = Changes()
     changes.add(Location("x", "b", T0), Location("x", "a", T0), Location("w", "c", T0))
     assert [loc.key for loc in changes.of(Location)] == [("w", "c"), ("x", "a"), ("x", "b")]
-
-
-def test_small_counts_are_suppressed_but_zero_and_larger_counts_are_shown():
-    assert [suppress(n, 5) for n in (0, 1, 4, 5, 12)] == [0, SUPPRESSED, SUPPRESSED, 5, 12]
 
 
 def test_an_agencys_domain_is_the_themes_that_go_to_it():
