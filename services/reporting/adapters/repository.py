@@ -293,19 +293,13 @@ SELECT CASE $2 WHEN 'organisation' THEN organisation WHEN 'outcome' THEN outcome
        sum(n)::bigint AS n
 FROM outcome_counts
 WHERE version = $1 AND ($3::text IS NULL OR library = $3) AND ($4::text IS NULL OR organisation = $4)
+  AND ($5::text IS NULL OR month LIKE $5 || '-__')
 GROUP BY 1"""
 
 HELP_GIVEN_TOTALS = """
 SELECT help AS value, sum(n)::bigint AS n
 FROM help_given_counts
-WHERE version = $1 AND ($2::text IS NULL OR library = $2)
-GROUP BY 1"""
-
-# Visits with a question in `themes` (an agency's domain), by how the visitor was helped.
-HELP_GIVEN_IN_THEMES = """
-SELECT h AS value, count(DISTINCT help_request_id)::bigint AS n
-FROM question_rows, unnest(string_to_array(help_given, ';')) AS h
-WHERE version = $1 AND theme = ANY($2::text[]) AND ($3::text IS NULL OR library = $3) AND h <> ''
+WHERE version = $1 AND ($2::text IS NULL OR library = $2) AND ($3::text IS NULL OR month LIKE $3 || '-__')
 GROUP BY 1"""
 
 VISIT_TOTALS = """
@@ -316,11 +310,6 @@ SELECT agency, coalesce(status, 'sent') AS status, count(*) AS referrals, count(
 FROM referrals
 WHERE version = $1 AND ($2::text IS NULL OR agency = $2)
 GROUP BY 1, 2"""
-
-REFERRAL_WAITS = """
-SELECT agency, sent_at, accepted_at
-FROM referrals
-WHERE version = $1 AND ($2::text IS NULL OR agency = $2) AND accepted_at IS NOT NULL AND sent_at IS NOT NULL"""
 
 COURSE_FIGURES = """
 SELECT r.course_type,
@@ -436,18 +425,13 @@ class ActiveReadModels:
         return [(r["value"], r["n"]) for r in rows]
 
     async def outcome_totals(
-        self, by: str, *, library: str | None = None, organisation: str | None = None
+        self, by: str, *, library: str | None = None, organisation: str | None = None, year: int | None = None
     ) -> list[tuple[str, int]]:
-        rows = await self.conn.fetch(OUTCOME_TOTALS, self.version, by, library, organisation)
+        rows = await self.conn.fetch(OUTCOME_TOTALS, self.version, by, library, organisation, _text(year))
         return [(r["value"], r["n"]) for r in rows]
 
-    async def help_given_totals(
-        self, *, library: str | None = None, themes: set[str] | None = None
-    ) -> list[tuple[str, int]]:
-        if themes is None:
-            rows = await self.conn.fetch(HELP_GIVEN_TOTALS, self.version, library)
-        else:
-            rows = await self.conn.fetch(HELP_GIVEN_IN_THEMES, self.version, sorted(themes), library)
+    async def help_given_totals(self, *, library: str | None = None, year: int | None = None) -> list[tuple[str, int]]:
+        rows = await self.conn.fetch(HELP_GIVEN_TOTALS, self.version, library, _text(year))
         return [(r["value"], r["n"]) for r in rows]
 
     async def visits(self, *, library: str | None = None) -> int:
@@ -456,9 +440,6 @@ class ActiveReadModels:
     async def referral_statuses(self, agency: str | None) -> list[asyncpg.Record]:
         """Per agency and latest status ('sent' before any status): referrals and how many overdue."""
         return await self.conn.fetch(REFERRAL_STATUSES, self.version, agency)
-
-    async def referral_waits(self, agency: str | None) -> list[asyncpg.Record]:
-        return await self.conn.fetch(REFERRAL_WAITS, self.version, agency)
 
     async def course_figures(self, library: str | None) -> list[asyncpg.Record]:
         return await self.conn.fetch(COURSE_FIGURES, self.version, library)
@@ -519,6 +500,10 @@ def _year(year: int) -> tuple[date, date]:
 
 def _moment(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _text(year: int | None) -> str | None:
+    return f"{year:04d}" if year is not None else None
 
 
 def _sorted(themes: set[str] | None) -> list[str] | None:

@@ -123,8 +123,8 @@ def build_router(*, authenticated, queries: ReportingQueries, threshold: int) ->
         scope = _scope(caller, library)
         if caller.role == "library":
             async with queries.active() as read:
-                rows = await read.outcome_totals(by, library=scope, organisation=None)
-            return _totals(rows, by, year=None)
+                rows = await read.outcome_totals(by, library=scope, year=year)
+            return _totals(rows, by, year=year)
         year = year or _this_year()
         async with queries.active() as read:
             if caller.role == "agency":
@@ -142,8 +142,8 @@ def build_router(*, authenticated, queries: ReportingQueries, threshold: int) ->
         scope = _scope(caller, library)
         if caller.role == "library":
             async with queries.active() as read:
-                rows = await read.help_given_totals(library=scope, themes=None)
-            return _totals(rows, "help", year=None)
+                rows = await read.help_given_totals(library=scope, year=year)
+            return _totals(rows, "help", year=year)
         year = year or _this_year()
         themes = agency_themes(caller.organisation) if caller.role == "agency" else None
         async with queries.active() as read:
