@@ -12,7 +12,7 @@ The rules, each with the reason it is safe:
 1. A library's breakdown in a family is shown whole or *withheld* whole: withheld when any of
    its figures is below the threshold. Shown rows then hold no small figure at all.
 2. A library's total below the threshold is shown as "<5"; then one more total is hidden ("x")
-   and that library's breakdowns are withheld. Moving a unit of one leaf between two libraries
+   and that library's breakdowns are withheld (if every total is small, the largest is "x"). Moving a unit of one leaf between two libraries
    whose totals and breakdowns are hidden changes no visible figure, so no hidden total is fixed.
 3. Every family has no withheld row or at least two, and for every withheld row and every
    group it has units in, another withheld row has units outside that group. Then a rectangle
@@ -22,7 +22,8 @@ The rules, each with the reason it is safe:
 4. A national figure below the threshold is shown as "<5", and for each a unit can be moved
    between leaves inside a withheld row (which publishes nothing) such that every national
    figure that changes is hidden as well ("x" where needed): then it cannot be worked back
-   from the grand total or the other groupings.
+   from the grand total or the other groupings. Where too few units can move for that (a year
+   with very few), the family's national breakdown is withheld too.
 A reader who knows all answers therefore cannot fix any hidden figure (the tests hand them to a
 linear-programming reader that tries). Pure and deterministic: same counts, same answers."""
 
@@ -76,8 +77,9 @@ class Protected:
         return small(self.threshold) if value < self.threshold and cell not in self.open_ended else COMPLEMENTARY
 
     def is_withheld(self, family: str, row: str) -> bool:
-        """A library's breakdown in this family is not shown (everything, if the universe is tiny)."""
-        return self.tiny or (row != ALL and row in self.withheld.get(family, set()))
+        """A library's breakdown in this family is not shown (or, in a year with very few units,
+        the national one; everything, if the universe is tiny)."""
+        return self.tiny or row in self.withheld.get(family, set())
 
     def counts(self, family: str, grouping: str, row: str) -> dict[str, int | str]:
         """The nonzero figures of one grouping for one row (a library or ALL), by group; empty
@@ -152,6 +154,7 @@ class _Protection:
         for name in self.families:
             self._protect_national(name)
         self.hidden = {c for c in self.hidden if c[0] == TOTAL or c[2] == ALL}  # rows: withheld whole
+        self.hidden |= {c for c in self.values if c[2] == ALL and c[0] != TOTAL and ALL in self.withheld[c[0]]}
         return Protected(
             dict(self.values), self.hidden, self.threshold, self.withheld, self.open_ended, libraries=self.libraries
         )
@@ -169,11 +172,17 @@ class _Protection:
             self._withhold_everywhere(library)
         if not small_totals:
             return
+        # One more, free of the "<5" bound, so units can move between them: the smallest shown
+        # total, or if none is shown, the largest small one as "x".
         visible = [r for r in self.libraries if (TOTAL, TOTAL, r, "") not in self.hidden]
-        if visible:  # one more, free of the "<5" bound, so units can move between them
+        if visible:
             partner = min(visible, key=lambda r: (self.values[(TOTAL, TOTAL, r, "")], r))
             self.hidden.add((TOTAL, TOTAL, partner, ""))
             self._withhold_everywhere(partner)
+        else:
+            self.open_ended.add(
+                (TOTAL, TOTAL, max(small_totals, key=lambda r: (self.values[(TOTAL, TOTAL, r, "")], r)), "")
+            )
 
     def _withhold_everywhere(self, library: str) -> None:
         for family in self.families:
@@ -230,8 +239,9 @@ class _Protection:
             if move is None and cell not in self.open_ended and self.values[cell] < self.threshold:
                 self.open_ended.add(cell)  # "<5" would pin it: show "x", which has no upper bound
                 continue
-            if move is None:
-                raise AssertionError(f"no move protects {cell!r}")  # not reached: see _moves
+            if move is None:  # too few units to move unseen: the national breakdown is withheld
+                self.withheld[family].add(ALL)
+                return
             changed, opened = self._needs(family, move)  # type: ignore[misc]
             self.open_ended |= opened
             self.hidden |= set(changed)

@@ -3,10 +3,12 @@ of a universe (every grouping, for each library and for all together, and the to
 figure can be worked back. The reader is a linear program (tests/attacker.py)."""
 
 import random
+from collections import Counter
 from collections.abc import Hashable, Mapping
 
 import pytest
 
+from services.reporting.domain import universes
 from services.reporting.domain.disclosure import ALL, TOTAL, Family, Protected, protect
 from tests.attacker import Reader
 
@@ -119,3 +121,54 @@ def test_fewer_units_than_the_threshold_show_nothing_but_that():
     families = question_families([("a", ("digid", "app"), "phone")] * 2 + [("b", ("overig", ""), "phone")])
     protected = protect(families, THRESHOLD)
     assert protected.counts("themes", "theme", ALL) == {} and protected.totals() == {}
+
+
+def monitor_year(rng: random.Random) -> dict[str, Family]:
+    """A small year as reporting builds it (universes.questions): themes, channels, locations,
+    months and how each question was answered, down to referral statuses."""
+    libraries = [f"l{i}" for i in range(rng.randint(1, 5))]
+    cube: Counter = Counter()
+    answers: Counter = Counter()
+    referrals: Counter = Counter()
+    for _ in range(rng.randint(3, 40)):
+        library, month = rng.choice(libraries), f"2026-0{rng.randint(1, 3)}"
+        theme, sub = rng.choice(LEAVES)
+        cube[(library, rng.choice(["c", ""]), month, rng.choice(["walk_in", "phone"]), THEMES[theme], theme, sub)] += 1
+        if rng.random() < 0.5:
+            referrals[
+                (
+                    library,
+                    rng.choice(["uwv", "svb", "duo"]),
+                    rng.choice(["sent", "accepted"]),
+                    rng.random() < 0.2,
+                    month,
+                )
+            ] += 1
+        else:
+            answers[(library, rng.choice(["informed", "helped_at_desk"]), "")] += 1
+    return universes.questions(
+        records(cube, "library", "location", "month", "channel", "category", "theme", "subtheme"),
+        records(answers, "library", "outcome", "organisation"),
+        records(referrals, "library", "agency", "status", "overdue", "month"),
+    )
+
+
+def records(counts: Counter, *columns: str) -> list[dict]:
+    """Counted keys as the rows a query gives."""
+    return [dict(zip(columns, key, strict=True), n=n) for key, n in counts.items()]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_no_figure_of_a_small_monitor_year_can_be_worked_back(seed):
+    """Few libraries and few questions, the hard case: rows, totals and national figures."""
+    families = monitor_year(random.Random(seed))
+    protected = protect(families, THRESHOLD)
+    assert protected.tiny or read(protected, families).worked_back() == {}
+
+
+def test_when_every_total_is_small_one_is_shown_as_x():
+    """Two libraries with 4 questions each: '<5' and '<5' adding up to 8 would give both back."""
+    families = question_families([("a", ("boeken", ""), "phone")] * 4 + [("b", ("boeken", ""), "phone")] * 4)
+    protected = protect(families, THRESHOLD)
+    assert sorted(protected.totals().values(), key=str) == ["<5", "x"]
+    assert read(protected, families).worked_back() == {}
