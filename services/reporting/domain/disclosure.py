@@ -12,8 +12,9 @@ The rules, each with the reason it is safe:
 1. A library's breakdown in a family is shown whole or *withheld* whole: withheld when any of
    its figures is below the threshold. Shown rows then hold no small figure at all.
 2. A library's total below the threshold is shown as "<5"; then one more total is hidden ("x")
-   and that library's breakdowns are withheld (if every total is small, the largest is "x"). Moving a unit of one leaf between two libraries
-   whose totals and breakdowns are hidden changes no visible figure, so no hidden total is fixed.
+   and that library's breakdowns are withheld (if every total is small, the largest is "x").
+   Moving a unit of one leaf between two libraries whose totals and breakdowns are hidden
+   changes no visible figure, so no hidden total is fixed.
 3. Every family has no withheld row or at least two, and for every withheld row and every
    group it has units in, another withheld row has units outside that group. Then a rectangle
    (one unit from leaf a to b in one row, from b to a in the other) changes that group's count
