@@ -21,7 +21,8 @@ The rules, each with the reason it is safe:
    in the row and no published figure: no withheld figure can be worked back, from the national
    ones or anything else.
 4. A national figure below the threshold is shown as "<5", and for each a unit can be moved
-   between leaves inside a withheld row (which publishes nothing) such that every national
+   between leaves inside a withheld row (which publishes nothing), or inside any row between
+   leaves only national figures tell apart (a referral's status), such that every national
    figure that changes is hidden as well ("x" where needed): then it cannot be worked back
    from the grand total or the other groupings. Where too few units can move for that (a year
    with very few), the family's national breakdown is withheld too.
@@ -264,28 +265,41 @@ class _Protection:
         return best[1] if best else None
 
     def _moves(self, family: str, cell: Cell) -> list[tuple[Leaf | None, Leaf | None]]:
-        """Moves (from leaf, to leaf) inside withheld rows that change `cell`: a unit out of the
-        group, or into it. Without totals a unit may also appear or vanish (None)."""
+        """Moves (from leaf, to leaf) that change `cell` and no library's published figure: a
+        unit out of the group or into it, inside a withheld row, or inside any row between two
+        leaves that only national-only groupings tell apart. Without totals a unit may also
+        appear or vanish in a withheld row (None)."""
         _, grouping, _, group = cell
         spec = self.families[family]
         group_of = spec.groupings[grouping]
-        mass = self._withheld_mass(family)
-        leaves = sorted({leaf for (f, _), counts in self.leaves.items() if f == family for leaf in counts}, key=repr)
+        withheld, anywhere = self._mass(family, self.withheld[family]), self._mass(family, set(self.libraries))
+        leaves = sorted(anywhere, key=repr)
         inside = [x for x in leaves if group_of.get(x) == group]
         outside = sorted(
             (x for x in leaves if group_of.get(x) != group),
             key=lambda x: (not self._hidden_cells(family, x), repr(x)),
         )[:CANDIDATES]
+
+        def movable(source: Leaf, target: Leaf) -> bool:
+            return bool(withheld.get(source)) or (bool(anywhere.get(source)) and self._quiet(spec, source, target))
+
         moves: list[tuple[Leaf | None, Leaf | None]] = []
-        moves += [(a, b) for a in inside if mass.get(a, 0) for b in outside]  # out of the group
-        moves += [(b, a) for b in outside if mass.get(b, 0) for a in inside[:CANDIDATES]]  # into it
+        moves += [(a, b) for a in inside for b in outside if movable(a, b)]  # out of the group
+        moves += [(b, a) for b in outside for a in inside[:CANDIDATES] if movable(b, a)]  # into it
         if not spec.totals:
-            moves += [(a, None) for a in inside if mass.get(a, 0)] + [(None, a) for a in inside[:CANDIDATES]]
+            moves += [(a, None) for a in inside if withheld.get(a)] + [(None, a) for a in inside[:CANDIDATES]]
         return moves
 
-    def _withheld_mass(self, family: str) -> dict[Leaf, int]:
+    @staticmethod
+    def _quiet(spec: Family, a: Leaf, b: Leaf) -> bool:
+        """Moving a unit from a to b inside a library changes none of its published figures."""
+        return all(
+            group_of.get(a) == group_of.get(b) for g, group_of in spec.groupings.items() if g not in spec.national_only
+        )
+
+    def _mass(self, family: str, libraries: set[str]) -> dict[Leaf, int]:
         mass: dict[Leaf, int] = defaultdict(int)
-        for r in self.withheld[family]:
+        for r in libraries:
             for leaf, n in self.leaves.get((family, r), {}).items():
                 mass[leaf] += n
         return mass
@@ -294,7 +308,8 @@ class _Protection:
         return all(c in self.hidden for c in self._national_cells(family, leaf))
 
     def _national_cells(self, family: str, leaf: Leaf) -> list[Cell]:
-        return [c for c in self._cells_of(family, ALL, leaf) if c[2] == ALL and c[0] != TOTAL]
+        groupings = self.families[family].groupings.items()
+        return [(family, g, ALL, group_of[leaf]) for g, group_of in groupings if group_of.get(leaf) is not None]
 
     def _needs(self, family: str, move: tuple[Leaf | None, Leaf | None]) -> tuple[list[Cell], set[Cell]] | None:
         """The national figures a move changes, and the "<5" among them it takes to 5; None if it
