@@ -4,7 +4,7 @@ ido keys create --library CODE | --agency CODE | --kb | --service NAME   print a
 ido keys revoke CREDENTIAL_ID        every service refuses it from then on
 ido keys list                        issued credentials, without secrets
 ido keys rotate                      sign new credentials with a new key
-ido topics apply                     create missing topics (idempotent)
+ido topics apply [--check]           create missing topics, converge their configs, report drift
 ido db setup                         create each service's role and database (idempotent)
 ido db migrate [--service NAME]      apply the services' missing schema migrations
 ido privacy erase --help-request ID  erase a visit's contact details and notes now
@@ -74,13 +74,21 @@ def _keys_rotate(_: argparse.Namespace, settings: InfraSettings) -> int:
     return 0
 
 
-def _topics_apply(_: argparse.Namespace, settings: InfraSettings) -> int:
-    topics = catalog.all_topics()
-    created = asyncio.run(apply_platform_topics(settings))
-    print(f"ido: {len(topics)} topics present, {len(created)} created", file=sys.stderr)
-    for topic in created:
+def _topics_apply(args: argparse.Namespace, settings: InfraSettings) -> int:
+    report = asyncio.run(apply_platform_topics(settings, compare=True, fix=not args.check))
+    for line in report.drift:
+        print(f"  drift: {line}", file=sys.stderr)
+    for topic in report.created:
         print(f"  created {topic}", file=sys.stderr)
-    return 0
+    for topic in report.altered:
+        print(f"  configs set on {topic}", file=sys.stderr)
+    verdict = "drift found" if args.check and report.drift else "as defined"
+    print(
+        f"ido: topics {verdict}: {len(report.created)} created, {len(report.altered)} changed, "
+        f"{len(report.drift)} differences found",
+        file=sys.stderr,
+    )
+    return 1 if args.check and report.drift else 0
 
 
 def _db_setup(_: argparse.Namespace, settings: InfraSettings) -> int:
@@ -130,7 +138,9 @@ def _reporting_rebuild(args: argparse.Namespace, settings: InfraSettings) -> int
     with httpx.Client(base_url=args.reporting_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
         started = http.post("/v1/admin/rebuild")
         if started.status_code != 202:
-            print(f"ido: rebuild not started: {started.status_code} {started.text}", file=sys.stderr)
+            problem = started.json() if "json" in started.headers.get("content-type", "") else {}
+            reason = problem.get("detail") or problem.get("title") or started.text
+            print(f"ido: rebuild not started ({started.status_code}): {reason}", file=sys.stderr)
             return 1
         while (status := http.get("/v1/admin/rebuild").json())["state"] == "running":
             done, total = status["processed"], max(status["total"], 1)
@@ -172,7 +182,11 @@ def parser() -> argparse.ArgumentParser:
     keys.add_parser("rotate", help="sign new credentials with a new key").set_defaults(run=_keys_rotate)
 
     topics = sub.add_parser("topics", help="Kafka topics").add_subparsers(dest="action", required=True)
-    topics.add_parser("apply", help="create the platform's topics that are missing").set_defaults(run=_topics_apply)
+    apply = topics.add_parser(
+        "apply", help="create missing topics, set their configs as shared/events/topics.toml defines, report drift"
+    )
+    apply.add_argument("--check", action="store_true", help="only report differences (exit 1 if any)")
+    apply.set_defaults(run=_topics_apply)
 
     db = sub.add_parser("db", help="PostgreSQL").add_subparsers(dest="action", required=True)
     db.add_parser("setup", help="create each service's role and database").set_defaults(run=_db_setup)

@@ -3,16 +3,20 @@ and publishing CloudEvents. FastStream's defaults (acks=1, no idempotence, auto-
 before processing) are weaker than our guarantees, so every service gets its broker here."""
 
 from contextlib import suppress
+from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
 
-from shared.events import catalog
+from shared import reference
+from shared.events.catalog import referral_topic
 from shared.events.envelope import CONTENT_TYPE, CloudEvent
 from shared.settings import InfraSettings
+from shared.topics import TopicSpec, platform_topics
 
 
 def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
@@ -53,22 +57,64 @@ async def apply_topics(
     configs: dict[str, dict[str, str]] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the ones created. Safe to repeat."""
-    configs = configs or {}
+    specs = [TopicSpec(t, partitions, replication, (configs or {}).get(t, {})) for t in topics]
+    return (await apply_topology(bootstrap_servers, specs)).created
+
+
+@dataclass
+class TopologyReport:
+    created: list[str] = field(default_factory=list)
+    altered: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)  # what differed before (and, unless fixed, still does)
+
+
+async def apply_topology(
+    bootstrap_servers: str, specs: list[TopicSpec], *, compare: bool = False, fix: bool = True
+) -> TopologyReport:
+    """Create the missing topics with their configs (unless not `fix`). With `compare`, also
+    compare the existing ones with their specifications: report every difference and (if `fix`)
+    set the configs that differ; partitions and replication are only reported. Safe to repeat,
+    also concurrently."""
+    report = TopologyReport()
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="ido-topics")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in topics if t not in existing]
-        if missing:
-            new = [
-                NewTopic(t, num_partitions=partitions, replication_factor=replication, topic_configs=configs.get(t))
-                for t in missing
-            ]
+        missing = [s for s in specs if s.name not in existing]
+        if missing and not fix:
+            report.drift += [f"{s.name}: missing" for s in missing]
+        elif missing:
+            new = [NewTopic(s.name, s.partitions, s.replication, topic_configs=s.configs) for s in missing]
             with suppress(TopicAlreadyExistsError):  # created concurrently by another `apply`
                 await admin.create_topics(new)
-        return missing
+            report.created = [s.name for s in missing]
+        if compare:
+            present = [s for s in specs if s.name in existing]
+            for spec, (partitions, replication, configs) in zip(
+                present, await _described(admin, [s.name for s in present]), strict=True
+            ):
+                if lines := spec.drift(partitions, replication, configs):
+                    report.drift += lines
+                    if fix and any(configs.get(k) != v for k, v in spec.configs.items()):
+                        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, spec.configs)])
+                        report.altered.append(spec.name)
+        return report
     finally:
         await admin.close()
+
+
+async def _described(admin: AIOKafkaAdminClient, names: list[str]) -> list[tuple[int, int, dict[str, str]]]:
+    """Per topic: its partitions, replication factor and configs, as the cluster has them."""
+    if not names:
+        return []
+    topics = {t["topic"]: t["partitions"] for t in await admin.describe_topics(names)}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name, None) for name in names]
+    configs: dict[str, dict[str, str]] = {}
+    for response in await admin.describe_configs(resources):
+        for resource in response.to_object()["resources"]:
+            entries = resource["config_entries"]
+            configs[resource["resource_name"]] = {e["config_names"]: e["config_value"] for e in entries}
+    return [(len(topics[n]), len(topics[n][0]["replicas"]), configs[n]) for n in names]
 
 
 async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
@@ -82,12 +128,33 @@ async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPart
     return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
 
 
-async def apply_platform_topics(settings: InfraSettings) -> list[str]:
-    """Every topic of the platform, with the configured partitions, replication and configs."""
-    return await apply_topics(
-        settings.kafka_bootstrap_servers,
-        catalog.all_topics(),
-        settings.kafka_topic_partitions,
-        settings.kafka_replication_factor,
-        catalog.TOPIC_CONFIGS,
-    )
+async def earliest_offsets(bootstrap_servers: str, topics: list[str]) -> dict[TopicPartition, int]:
+    """The first offset each partition of these topics still holds (0 unless records were
+    deleted or retention removed them)."""
+    partitions = [tp for topic in topics for tp in await topic_partitions(bootstrap_servers, topic)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="ido-admin", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.beginning_offsets(partitions) if partitions else {}
+    finally:
+        await consumer.stop()
+
+
+async def apply_platform_topics(settings: InfraSettings, *, compare: bool = False, fix: bool = True) -> TopologyReport:
+    """Every topic of the platform (the catalog's, with the policies of shared/events/topics.toml)
+    for the agencies and for every local partner whose referral topic exists already."""
+    organisations = set(reference.AGENCIES) | await referral_organisations(settings.kafka_bootstrap_servers)
+    specs = platform_topics(settings, sorted(organisations))
+    return await apply_topology(settings.kafka_bootstrap_servers, specs, compare=compare, fix=fix)
+
+
+async def referral_organisations(bootstrap_servers: str) -> set[str]:
+    """The organisations with a referral topic on the cluster (agencies and partners)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="ido-topics")
+    await admin.start()
+    try:
+        names = await admin.list_topics()
+    finally:
+        await admin.close()
+    prefix, _, suffix = referral_topic("{}").partition("{}")
+    return {n[len(prefix) : -len(suffix)] for n in names if n.startswith(prefix) and n.endswith(suffix)}

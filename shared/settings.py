@@ -32,6 +32,8 @@ class InfraSettings(BaseSettings):
     # over 1, 2, 3 or 6 instances. Set before a topic exists; later changes move keys.
     kafka_topic_partitions: int = Field(6, ge=1, validation_alias="IDO_TOPIC_PARTITIONS")
     kafka_replication_factor: int = Field(1, ge=1, validation_alias="IDO_TOPIC_REPLICATION")
+    # With acks=all, a write is stored on at least this many replicas (2 of 3 in production).
+    kafka_min_insync_replicas: int = Field(1, ge=1, validation_alias="IDO_TOPIC_MIN_INSYNC_REPLICAS")
     # Directory of Ed25519 keys: *.pub verify credentials (rotation = add a key), *.key sign them.
     credential_keys_dir: Path = Field(REPO_ROOT / ".local" / "credentials", validation_alias="IDO_CREDENTIAL_KEYS_DIR")
     # Organisation identification number in the CloudEvent source URN (NL GOV profile).

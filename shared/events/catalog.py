@@ -20,7 +20,6 @@ SUBSIDY = "ido.subsidy.v1"
 LIBRARIES = "ido.libraries.v1"
 # Credentials issued and revoked; compacted (key = credential id), read whole by every instance.
 CREDENTIALS = "ido.credentials.v1"
-TOPIC_CONFIGS: dict[str, dict[str, str]] = {CREDENTIALS: {"cleanup.policy": "compact"}}
 
 
 def referral_topic(agency: str) -> str:

@@ -23,6 +23,7 @@ from services.reporting.adapters.repository import ActiveReadModels, ReportingQu
 from services.reporting.domain import universes
 from services.reporting.domain.disclosure import ALL, COMPLEMENTARY, Protected, exact, protect, small
 from services.reporting.domain.projections import agency_themes, labels
+from services.reporting.entrypoints.rebuild import Incomplete
 from shared import reference
 from shared.auth import Principal
 from shared.http import Problem, invalid_field
@@ -441,7 +442,11 @@ def admin_router(*, authenticated, rebuild) -> APIRouter:
         replaces the active one when complete (one rebuild at a time)."""
         if caller.role != "kb":
             raise Problem(403, "Only KB staff rebuild the read models")
-        if not await rebuild.start():
+        try:
+            started = await rebuild.start()
+        except Incomplete as incomplete:
+            raise Problem(409, "The topics no longer hold every event", str(incomplete)) from None
+        if not started:
             raise Problem(409, "A rebuild is already running")
         return await rebuild.status()
 

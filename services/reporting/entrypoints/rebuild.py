@@ -35,7 +35,7 @@ from services.reporting.domain.projections import Changes, changes_of
 from shared.db import Database, connect
 from shared.events.catalog import data_model
 from shared.events.envelope import TYPE_PREFIX, CloudEvent
-from shared.kafka import topic_partitions
+from shared.kafka import earliest_offsets, topic_partitions
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -101,6 +101,17 @@ class Batch:
     changes: Changes
 
 
+class Incomplete(Exception):
+    """The topics no longer hold every event: a rebuild from them would be wrong."""
+
+    def __init__(self, partitions: list[str]) -> None:
+        super().__init__(
+            "a rebuild needs every event since the first, and these partitions have lost their first records: "
+            + "; ".join(partitions)
+        )
+        self.partitions = partitions
+
+
 class Rebuild:
     """Starts rebuilds (one at a time, across instances) and reports their progress."""
 
@@ -155,12 +166,22 @@ class Rebuild:
         return RebuildRun(self, conn, version)
 
     async def start(self) -> bool:
-        """Begin a rebuild and run it in the background; False if one is running already."""
+        """Begin a rebuild and run it in the background; False if one is running already.
+        Refused (`Incomplete`) if a topic no longer holds its first records."""
+        await self.check_complete()
         run = await self.begin()
         if run is None:
             return False
         self._task = asyncio.create_task(self._complete(run), name="reporting-rebuild")
         return True
+
+    async def check_complete(self) -> None:
+        """A rebuild replays every topic from its first record: a partition whose earliest
+        offset is not 0 has lost records (retention or deletion) and would give wrong figures."""
+        earliest = await earliest_offsets(self.bootstrap, list(self.subscriptions))
+        lost = sorted(f"{tp.topic}[{tp.partition}] starts at offset {at}" for tp, at in earliest.items() if at)
+        if lost:
+            raise Incomplete(lost)
 
     @staticmethod
     async def _complete(run: "RebuildRun") -> None:
