@@ -252,6 +252,7 @@ class RebuildRun:
         await self.versions.go_live(self.version)
 
     async def swap(self) -> None:
+        await self.read_models.analyze()
         await self.versions.swap(self.version)
         await _drop_unused(self.versions, self.read_models)  # the replaced version
         older_than = datetime.now(UTC) - self.rebuild.retention
