@@ -40,8 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
+
+from shared.kafka import admin_client, consumer_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
@@ -132,15 +133,13 @@ class Receiver:
     def __init__(self, bootstrap: str, topics: list[str], fetch_max_wait_ms: int) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=fetch_max_wait_ms
-        )
+        self.consumer = consumer_client(bootstrap, enable_auto_commit=False, fetch_max_wait_ms=fetch_max_wait_ms)
         self.seen = Seen()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.consumer.start()
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = admin_client(self.bootstrap)
         await admin.start()
         try:
             described = await admin.describe_topics(self.topics)

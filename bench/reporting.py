@@ -34,16 +34,13 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
-
 from services.reporting.bootstrap import subscriptions
 from services.reporting.domain.projections import changes_of
 from services.reporting.entrypoints.rebuild import REPLAY_GC_THRESHOLD, Decoder, Rebuild
 from shared import migrations, reference
 from shared.db import Database, connect
 from shared.events import catalog
-from shared.kafka import apply_topics, topic_partitions
+from shared.kafka import admin_client, apply_topics, consumer_client, producer_client, topic_partitions
 from shared.outbox import EventFactory
 from shared.settings import REPO_ROOT, InfraSettings
 
@@ -227,9 +224,7 @@ class Synthetic:
 
 async def fill_topics(bootstrap: str, names: dict[str, str], count: int, partitions: int) -> Synthetic:
     await apply_topics(bootstrap, list(names.values()), partitions)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, client_id="ido-bench", acks=1, linger_ms=20, max_batch_size=1024 * 1024
-    )
+    producer = producer_client(bootstrap, client_id="ido-bench", acks=1, linger_ms=20, max_batch_size=1024 * 1024)
     await producer.start()
     synthetic = Synthetic()
     try:
@@ -249,9 +244,7 @@ async def raw_read(bootstrap: str, topics: list[str], sample: int) -> tuple[int,
     """Baseline: every record of the topics read from the start by a plain consumer, no decoding.
     Keeps the first `sample` records for the decoding baseline."""
     partitions = [tp for t in topics for tp in await topic_partitions(bootstrap, t)]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024
-    )
+    consumer = consumer_client(bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -365,7 +358,7 @@ async def rebuild_benchmark(opts: argparse.Namespace) -> None:
             await db.close()
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-        topic_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="ido-bench")
+        topic_admin = admin_client(bootstrap, "ido-bench")
         await topic_admin.start()
         try:
             await topic_admin.delete_topics(list(names.values()))

@@ -48,8 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,6 +59,7 @@ from _common import REPO_ROOT, RUN_DIR, CpuMeter, code_version, print_cpu, wait_
 from shared.db import connect
 from shared.events.catalog import HELP_REQUESTS, HelpRequested, QuestionFacts
 from shared.events.envelope import CONTENT_TYPE
+from shared.kafka import admin_client, consumer_client, make_producer
 from shared.outbox import EventFactory
 from shared.settings import InfraSettings
 
@@ -210,8 +210,8 @@ class Group:
 class Kafka:
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="ido-bench-routing-scaling")
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.admin = admin_client(bootstrap, "ido-bench-routing-scaling")
+        self.consumer = consumer_client(bootstrap, enable_auto_commit=False)
         self.partitions: list[TopicPartition] = []
 
     async def start(self) -> None:
@@ -333,9 +333,7 @@ class Published:
 
 async def publish(bootstrap: str, records: list[tuple[bytes, bytes]]) -> Published:
     """Send every record (acks=all, idempotent, as the relays do) and wait for all the acks."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2, client_id="ido-bench"
-    )
+    producer = make_producer(bootstrap, client_id="ido-bench")
     await producer.start()
     try:
         headers = [("content-type", CONTENT_TYPE.encode())]

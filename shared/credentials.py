@@ -9,14 +9,13 @@ import json
 from datetime import UTC, datetime
 
 import jwt
-from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
 
 from shared.auth import KeyStore, Role, issue_credential
 from shared.events import catalog
 from shared.events.envelope import parse_event
-from shared.kafka import make_broker, publish_event, topic_partitions
+from shared.kafka import consumer_client, make_broker, publish_event, topic_partitions
 from shared.logging import get_logger
 from shared.outbox import EventFactory
 from shared.settings import InfraSettings
@@ -75,7 +74,7 @@ async def create(settings: InfraSettings, role: Role, organisation: str, *, issu
 
 async def registry(bootstrap: str) -> dict[str, dict]:
     """Every credential ever issued, with its revocation if any: the topic read to its end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = consumer_client(bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = await topic_partitions(bootstrap, catalog.CREDENTIALS)

@@ -2,8 +2,12 @@
 and publishing CloudEvents. FastStream's defaults (acks=1, no idempotence, auto-commit
 before processing) are weaker than our guarantees, so every service gets its broker here."""
 
+import asyncio
+import re
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -11,6 +15,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
+from faststream.security import BaseSecurity, SASLScram512
 
 from shared import reference
 from shared.events.catalog import referral_topic
@@ -19,10 +24,43 @@ from shared.settings import InfraSettings
 from shared.topics import TopicSpec, platform_topics
 
 
+@cache
+def client_security() -> dict[str, str]:
+    """How this process's Kafka clients authenticate, from the Kafka client configuration file
+    KAFKA_CLIENT_CONFIG (`security.protocol`, `sasl.mechanism`, `sasl.jaas.config`): by default
+    the local broker's administrator file if there is one, else none (PLAINTEXT)."""
+    path = InfraSettings().kafka_client_config
+    if path is None or not path.is_file():
+        return {}
+    props = dict(
+        line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#")
+    )
+    security = {"security_protocol": props.get("security.protocol", "PLAINTEXT").strip()}
+    if security["security_protocol"].startswith("SASL"):
+        jaas = props["sasl.jaas.config"]
+        username, password = (re.search(rf'{key}="([^"]*)"', jaas).group(1) for key in ("username", "password"))  # type: ignore[union-attr]
+        security |= {
+            "sasl_mechanism": props["sasl.mechanism"].strip(),
+            "sasl_plain_username": username,
+            "sasl_plain_password": password,
+        }
+    return security
+
+
+def admin_client(bootstrap_servers: str, client_id: str = "ido-admin") -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id, **client_security())
+
+
+def consumer_client(bootstrap_servers: str, **options: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, **client_security(), **options)
+
+
 def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
+    security = client_security()
     return KafkaBroker(
         bootstrap_servers,
         client_id=client_id,
+        security=_faststream_security(security),
         acks="all",  # a publish returns only once every in-sync replica has the record
         enable_idempotence=True,  # producer retries never duplicate or reorder a record
         # Offsets are committed only after the handler returned; on an exception the
@@ -33,15 +71,21 @@ def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
     )
 
 
+def _faststream_security(security: dict[str, str]) -> BaseSecurity | None:
+    if security.get("sasl_mechanism") == "SCRAM-SHA-512":
+        return SASLScram512(security["sasl_plain_username"], security["sasl_plain_password"])
+    if security:
+        raise ValueError(f"unsupported Kafka client security: {security.get('sasl_mechanism') or security}")
+    return None
+
+
 def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
     """The outbox relay's producer: same guarantees, and batches sends queued together."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        client_id=client_id,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,
-    )
+    return producer_client(bootstrap_servers, client_id=client_id, acks="all", enable_idempotence=True, linger_ms=2)
+
+
+def producer_client(bootstrap_servers: str, **options: Any) -> AIOKafkaProducer:
+    return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **client_security(), **options)
 
 
 async def publish_event(broker: KafkaBroker, event: CloudEvent, topic: str) -> None:
@@ -76,7 +120,7 @@ async def apply_topology(
     set the configs that differ; partitions and replication are only reported. Safe to repeat,
     also concurrently."""
     report = TopologyReport()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="ido-topics")
+    admin = admin_client(bootstrap_servers, "ido-topics")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -104,22 +148,29 @@ async def apply_topology(
 
 
 async def _described(admin: AIOKafkaAdminClient, names: list[str]) -> list[tuple[int, int, dict[str, str]]]:
-    """Per topic: its partitions, replication factor and configs, as the cluster has them."""
+    """Per topic: its partitions, replication factor and configs, as the cluster has them. A
+    topic created a moment ago may not be described yet (its metadata is still spreading): asked
+    again for up to 10 s."""
     if not names:
         return []
-    topics = {t["topic"]: t["partitions"] for t in await admin.describe_topics(names)}
-    resources = [ConfigResource(ConfigResourceType.TOPIC, name, None) for name in names]
-    configs: dict[str, dict[str, str]] = {}
-    for response in await admin.describe_configs(resources):
-        for resource in response.to_object()["resources"]:
-            entries = resource["config_entries"]
-            configs[resource["resource_name"]] = {e["config_names"]: e["config_value"] for e in entries}
-    return [(len(topics[n]), len(topics[n][0]["replicas"]), configs[n]) for n in names]
+    for _ in range(50):
+        topics = {t["topic"]: t["partitions"] for t in await admin.describe_topics(names) if not t["error_code"]}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name, None) for name in names]
+        configs: dict[str, dict[str, str]] = {}
+        for response in await admin.describe_configs(resources):
+            for resource in response.to_object()["resources"]:
+                if not resource["error_code"]:
+                    entries = resource["config_entries"]
+                    configs[resource["resource_name"]] = {e["config_names"]: e["config_value"] for e in entries}
+        if all(topics.get(n) and n in configs for n in names):
+            return [(len(topics[n]), len(topics[n][0]["replicas"]), configs[n]) for n in names]
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"topics not described: {sorted(set(names) - set(topics) - set(configs))}")
 
 
 async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
     """All partitions of a topic, asked of the cluster (a consumer only knows its subscriptions)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="ido-admin")
+    admin = admin_client(bootstrap_servers)
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -132,7 +183,7 @@ async def earliest_offsets(bootstrap_servers: str, topics: list[str]) -> dict[To
     """The first offset each partition of these topics still holds (0 unless records were
     deleted or retention removed them)."""
     partitions = [tp for topic in topics for tp in await topic_partitions(bootstrap_servers, topic)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="ido-admin", enable_auto_commit=False)
+    consumer = consumer_client(bootstrap_servers, client_id="ido-admin", enable_auto_commit=False)
     await consumer.start()
     try:
         return await consumer.beginning_offsets(partitions) if partitions else {}
@@ -150,7 +201,7 @@ async def apply_platform_topics(settings: InfraSettings, *, compare: bool = Fals
 
 async def referral_organisations(bootstrap_servers: str) -> set[str]:
     """The organisations with a referral topic on the cluster (agencies and partners)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="ido-topics")
+    admin = admin_client(bootstrap_servers, "ido-topics")
     await admin.start()
     try:
         names = await admin.list_topics()

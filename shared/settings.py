@@ -22,6 +22,11 @@ class InfraSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    # How Kafka clients authenticate: a Kafka client configuration file (security.protocol,
+    # sasl.mechanism, sasl.jaas.config). Default: the local broker's administrator, if any.
+    kafka_client_config: Path | None = Field(
+        REPO_ROOT / ".local" / "kafka" / "clients" / "admin.properties", validation_alias="KAFKA_CLIENT_CONFIG"
+    )
     pg_host: str = Field("127.0.0.1", validation_alias="PG_HOST")
     pg_port: int = Field(5432, validation_alias="PG_PORT")
     pgpassfile: Path = Field(REPO_ROOT / ".local" / "postgres" / "pgpass", validation_alias="PGPASSFILE")

@@ -86,6 +86,7 @@ class _Infra:
         passfile.chmod(0o600)
         os.environ.update(
             KAFKA_BOOTSTRAP_SERVERS=kafka.get_bootstrap_server(),
+            KAFKA_CLIENT_CONFIG="",  # the container's broker does not authenticate
             PG_HOST=host,
             PG_PORT=str(port),
             PGPASSFILE=str(passfile),

@@ -4,9 +4,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 
-from shared.kafka import topic_partitions
+from shared.kafka import consumer_client, topic_partitions
 
 
 class TopicReader:
@@ -15,7 +15,7 @@ class TopicReader:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
         self.bootstrap = bootstrap
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.consumer = consumer_client(bootstrap, enable_auto_commit=False)
 
     async def start(self, *, from_end: bool) -> "TopicReader":
         await self.consumer.start()

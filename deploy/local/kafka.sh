@@ -23,17 +23,59 @@ install() {
   touch "$LIBS/.complete"
 }
 
+# Secrets of the local broker, generated once, never in the repository: the administrator's
+# SCRAM password (a super user, bootstrapped into the metadata when the storage is formatted)
+# and the controller listener's PLAIN password (SCRAM cannot serve the controller: its
+# credentials live in the metadata the controller serves). Clients find theirs in
+# $CLIENTS/<principal>.properties, the Kafka client configuration format.
+CLIENTS="$HOME_DIR/clients"
+
+secret() {  # secret FILE -> a random password kept in FILE (0600)
+  if [[ ! -s "$1" ]]; then
+    mkdir -p "$(dirname "$1")"
+    (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$1")
+  fi
+  cat "$1"
+}
+
+credentials() {
+  ADMIN_PASSWORD=$(secret "$HOME_DIR/secrets/admin")
+  CONTROLLER_PASSWORD=$(secret "$HOME_DIR/secrets/controller")
+  mkdir -p "$CLIENTS"
+  (umask 077 && cat >"$CLIENTS/admin.properties" <<PROPS
+bootstrap.servers=$HOST:$PORT
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$ADMIN_PASSWORD";
+PROPS
+  )
+}
+
 configure() {
   mkdir -p "$DATA"
-  cat >"$CONF" <<PROPS
+  credentials
+  (umask 077 && cat >"$CONF" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
+# Every listener authenticates: SCRAM-SHA-512 for clients and between brokers, PLAIN for the
+# controller. Plaintext transport on 127.0.0.1 only; TLS in compose and production.
+listeners=SASL_PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=SASL_PLAINTEXT://$HOST:$PORT
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=SASL_PLAINTEXT
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$ADMIN_PASSWORD";
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="controller" password="$CONTROLLER_PASSWORD" user_controller="$CONTROLLER_PASSWORD";
+# Nothing is allowed that an ACL does not allow; the administrator and the controller are
+# the only super users.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:admin;User:controller
 log.dirs=$DATA
 # Topics are created by the project ('ido topics apply') with explicit partition counts.
 auto.create.topics.enable=false
@@ -45,6 +87,7 @@ transaction.state.log.min.isr=1
 min.insync.replicas=1
 group.initial.rebalance.delay.ms=0
 PROPS
+  )
   cp "$ROOT/deploy/local/kafka/log4j2.properties" "$HOME_DIR/log4j2.properties"
 }
 
@@ -52,11 +95,18 @@ JAVA=(java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
   "-Dlog4j2.configurationFile=$HOME_DIR/log4j2.properties" -cp "$LIBS/*")
 
 format_storage() {
+  # Storage formatted before authentication came (no administrator in its metadata) is made anew.
+  if [[ -f "$DATA/meta.properties" && ! -f "$DATA/.scram" ]]; then
+    log "storage without SCRAM credentials: formatting it again (local topics are emptied)"
+    rm -rf "$DATA" && mkdir -p "$DATA"
+  fi
   [[ -f "$DATA/meta.properties" ]] && return 0
   local cluster_id
   cluster_id=$("${JAVA[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
   log "formatting storage (cluster $cluster_id)"
-  "${JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" >>"$LOGS/kafka.log" 2>&1
+  "${JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" \
+    --add-scram "SCRAM-SHA-512=[name=admin,password=$ADMIN_PASSWORD]" >>"$LOGS/kafka.log" 2>&1
+  touch "$DATA/.scram"
 }
 
 start() {

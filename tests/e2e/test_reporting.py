@@ -1,6 +1,7 @@
 """Reporting through its API: a library's own figures, the KB's suppressed aggregates, an
 agency's domain, the registration-form export and the rollout."""
 
+import asyncio
 import csv
 import io
 import uuid
@@ -153,7 +154,17 @@ async def test_a_rebuild_from_the_start_of_every_topic_equals_the_incremental_re
     views = [("/v1/monitor/questions", {"by": by}) for by in ("theme", "channel", "library", "month")]
     views += [("/v1/monitor/rollout", {}), ("/v1/monitor/subsidy", {})]
     async with httpx.AsyncClient(base_url=REPORTING, timeout=30) as reporting:
-        before = [(await reporting.get(path, params=params, headers=kb)).json() for path, params in views]
+
+        async def read_all() -> list:
+            return [(await reporting.get(path, params=params, headers=kb)).json() for path, params in views]
+
+        async def settled() -> list | None:
+            """The figures once the live consumers have caught up with earlier tests' events."""
+            first = await read_all()
+            await asyncio.sleep(1.0)
+            return first if first == await read_all() else None
+
+        before = await eventually(settled, timeout=60)
         active_before = (await reporting.get("/v1/admin/rebuild", headers=kb)).json()["active"]
 
         result = subprocess.run([str(IDO), "reporting", "rebuild"], capture_output=True, text=True, timeout=600)

@@ -277,10 +277,11 @@ async def test_a_failure_after_the_swap_keeps_the_new_version_and_the_next_rebui
 async def test_a_rebuild_refuses_to_start_when_a_topic_lost_its_first_records(infra, migrated, topics, publisher):
     """Issue 11.3: a rebuild needs every event since the first; a partition whose earliest offset
     is not 0 (retention, deletion) would give wrong figures, so the rebuild does not start."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+    from aiokafka import TopicPartition
+    from aiokafka.admin import RecordsToDelete
 
     from services.reporting.entrypoints.rebuild import Incomplete
+    from shared.kafka import admin_client, consumer_client
 
     db = await migrated("reporting")
     rebuild = Rebuild(
@@ -291,13 +292,13 @@ async def test_a_rebuild_refuses_to_start_when_a_topic_lost_its_first_records(in
         await publish_event(publisher, created, topics.of(created))
     await rebuild.check_complete()  # every record there
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap_servers)
+    consumer = consumer_client(infra.kafka_bootstrap_servers)
     await consumer.start()
     try:
         ends = await consumer.end_offsets([TopicPartition(topics.facts, p) for p in range(3)])
     finally:
         await consumer.stop()
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
+    admin = admin_client(infra.kafka_bootstrap_servers)
     await admin.start()
     try:  # as retention would: the first record of each partition that has one is gone
         await admin.delete_records({tp: RecordsToDelete(before_offset=1) for tp, end in ends.items() if end})

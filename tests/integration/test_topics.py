@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from shared.events import catalog
-from shared.kafka import apply_topology
+from shared.kafka import admin_client, apply_topology
 from shared.topics import TopicSpec, policy
+from tests.kafkatools import eventually
 
 pytestmark = pytest.mark.infra
 
@@ -21,10 +21,18 @@ IDO = Path(sys.executable).parent / "ido"
 
 
 async def set_config(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    """Change a topic's configs by hand, and wait until the cluster describes the change."""
+    admin = admin_client(bootstrap)
     await admin.start()
     try:
         await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
+
+        async def visible() -> bool:
+            (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, None)])
+            entries = response.to_object()["resources"][0]["config_entries"]
+            return all({e["config_names"]: e["config_value"] for e in entries}.get(k) == v for k, v in configs.items())
+
+        await eventually(visible)
     finally:
         await admin.close()
 

@@ -35,7 +35,7 @@ from services.reporting.domain.projections import Changes, changes_of
 from shared.db import Database, connect
 from shared.events.catalog import data_model
 from shared.events.envelope import TYPE_PREFIX, CloudEvent
-from shared.kafka import earliest_offsets, topic_partitions
+from shared.kafka import consumer_client, earliest_offsets, topic_partitions
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -272,8 +272,8 @@ class RebuildRun:
     async def _started_consumer(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             bootstrap = self.rebuild.bootstrap
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=bootstrap,
+            consumer = consumer_client(
+                bootstrap,
                 client_id="ido-reporting-rebuild",
                 enable_auto_commit=False,
                 max_partition_fetch_bytes=4 * 1024 * 1024,
