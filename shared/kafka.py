@@ -7,6 +7,7 @@ import re
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -24,14 +25,19 @@ from shared.settings import InfraSettings
 from shared.topics import TopicSpec, platform_topics
 
 
-@cache
 def client_security() -> dict[str, str]:
     """How this process's Kafka clients authenticate, from the Kafka client configuration file
     KAFKA_CLIENT_CONFIG (`security.protocol`, `sasl.mechanism`, `sasl.jaas.config`): by default
-    the local broker's administrator file if there is one, else none (PLAINTEXT)."""
+    the local broker's administrator file if there is one, else none (PLAINTEXT). Read when a
+    client is made: the local broker writes the file when it first starts."""
     path = InfraSettings().kafka_client_config
     if path is None or not path.is_file():
         return {}
+    return _security_of(path, path.stat().st_mtime)
+
+
+@cache
+def _security_of(path: Path, _modified: float) -> dict[str, str]:
     props = dict(
         line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#")
     )
