@@ -8,7 +8,7 @@ old public keys keep verifying the credentials they signed until they are remove
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +30,14 @@ class Principal:
 
 class InvalidCredential(Exception):
     pass
+
+
+class ExpiredCredential(InvalidCredential):
+    pass
+
+
+# How long a credential is valid unless its issuer says otherwise (IDO_CREDENTIAL_DAYS).
+DEFAULT_VALIDITY = timedelta(days=365)
 
 
 class KeyStore:
@@ -78,17 +86,21 @@ class KeyStore:
         return self._public[kid]
 
 
-def issue_credential(store: KeyStore, role: Role, organisation: str) -> tuple[str, str]:
-    """Return (credential_id, token)."""
+def issue_credential(
+    store: KeyStore, role: Role, organisation: str, valid_for: timedelta = DEFAULT_VALIDITY
+) -> tuple[str, str]:
+    """Return (credential_id, token). The token names its signing key (`kid`) and expires."""
     kid, key = store.signing_key()
     credential_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
     claims = {
         "iss": ISSUER,
         "sub": f"{role}:{organisation}",
         "role": role,
         "org": organisation,
         "jti": credential_id,
-        "iat": int(datetime.now(UTC).timestamp()),
+        "iat": int(now.timestamp()),
+        "exp": int((now + valid_for).timestamp()),
     }
     return credential_id, jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid})
 
@@ -101,8 +113,13 @@ def verify_credential(store: KeyStore, token: str) -> Principal:
             store.public_key(kid),
             algorithms=["EdDSA"],
             issuer=ISSUER,
-            options={"require": ["iss", "sub", "jti", "iat"]},
+            options={"require": ["iss", "sub", "jti", "iat", "exp"]},
         )
+    except jwt.ExpiredSignatureError as exc:
+        expired = datetime.fromtimestamp(jwt.decode(token, options={"verify_signature": False})["exp"], UTC)
+        raise ExpiredCredential(
+            f"the credential expired on {expired:%Y-%m-%d %H:%M} UTC; ask your administrator for a new one"
+        ) from exc
     except jwt.PyJWTError as exc:
         raise InvalidCredential("invalid credential") from exc
     if claims.get("role") not in ("library", "agency", "kb", "service") or not claims.get("org"):

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -29,6 +30,9 @@ from shared.db import setup_service_databases
 from shared.events import asyncapi, catalog
 from shared.kafka import apply_platform_topics
 from shared.settings import REPO_ROOT, SERVICES, InfraSettings
+
+# An operator command's own credential: long enough for a rebuild, no longer.
+OPERATOR_VALIDITY = timedelta(hours=2)
 
 
 def _keys_create(args: argparse.Namespace, settings: InfraSettings) -> int:
@@ -44,10 +48,22 @@ def _keys_create(args: argparse.Namespace, settings: InfraSettings) -> int:
     if org not in known:
         print(f"ido: unknown {role} code '{org}'; known: {', '.join(known)}", file=sys.stderr)
         return 2
-    credential_id, token = asyncio.run(credentials.create(settings, role, org))
-    print(f"ido: credential {credential_id} for {role} {org}; keep it secret", file=sys.stderr)
+    valid_for = timedelta(days=args.days or settings.credential_days)
+    credential_id, token = asyncio.run(credentials.create(settings, role, org, valid_for=valid_for))
+    until = datetime.now(UTC) + valid_for
+    print(
+        f"ido: credential {credential_id} for {role} {org}, valid until {until:%Y-%m-%d}; keep it secret",
+        file=sys.stderr,
+    )
     print(token)
     return 0
+
+
+def _operator_credential(settings: InfraSettings) -> str:
+    """One short-lived KB credential for this run of an operator command (on the record, like
+    every credential), rather than a permanent one minted each time."""
+    _, token = asyncio.run(credentials.create(settings, "kb", "kb", valid_for=OPERATOR_VALIDITY))
+    return token
 
 
 def _keys_revoke(args: argparse.Namespace, settings: InfraSettings) -> int:
@@ -61,10 +77,13 @@ def _keys_revoke(args: argparse.Namespace, settings: InfraSettings) -> int:
 
 def _keys_list(_: argparse.Namespace, settings: InfraSettings) -> int:
     issued = asyncio.run(credentials.registry(settings.kafka_bootstrap_servers))
-    print(f"{'credential':36}  {'role':7}  {'organisation':22}  {'issued':20}  revoked")
+    print(f"{'credential':36}  {'role':7}  {'organisation':22}  {'issued':20}  {'expires':20}  revoked")
     for credential_id, c in sorted(issued.items(), key=lambda kv: kv[1].get("issued_at", "")):
         issued_at, revoked_at = c.get("issued_at", "?")[:19], c.get("revoked_at", "-")[:19]
-        print(f"{credential_id:36}  {c['role']:7}  {c['organisation']:22}  {issued_at:20}  {revoked_at}")
+        expires_at = (c.get("expires_at") or "never")[:19]
+        print(
+            f"{credential_id:36}  {c['role']:7}  {c['organisation']:22}  {issued_at:20}  {expires_at:20}  {revoked_at}"
+        )
     return 0
 
 
@@ -118,7 +137,7 @@ def _schemas_export(args: argparse.Namespace, _: InfraSettings) -> int:
 
 def _privacy_erase(args: argparse.Namespace, settings: InfraSettings) -> int:
     """Erase through intake's API, as the KB, so the erasure takes the one path every erasure takes."""
-    _, token = asyncio.run(credentials.create(settings, "kb", "kb"))  # acting as the KB, on the record
+    token = _operator_credential(settings)
     response = httpx.delete(
         f"{args.intake_url.rstrip('/')}/v1/help-requests/{args.help_request}/personal-data",
         headers={"Authorization": f"Bearer {token}"},
@@ -134,7 +153,7 @@ def _privacy_erase(args: argparse.Namespace, settings: InfraSettings) -> int:
 
 def _reporting_rebuild(args: argparse.Namespace, settings: InfraSettings) -> int:
     """Start a rebuild of reporting's read models and show its progress until it is done."""
-    _, token = asyncio.run(credentials.create(settings, "kb", "kb"))  # acting as the KB, on the record
+    token = _operator_credential(settings)
     with httpx.Client(base_url=args.reporting_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
         started = http.post("/v1/admin/rebuild")
         if started.status_code != 202:
@@ -174,6 +193,9 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--agency", metavar="CODE")
     who.add_argument("--kb", action="store_true", help="a credential for KB staff")
     who.add_argument("--service", metavar="NAME", help="a credential for a platform service (routing)")
+    create.add_argument(
+        "--days", type=int, choices=range(1, 3651), metavar="DAYS", help="valid for (IDO_CREDENTIAL_DAYS)"
+    )
     create.set_defaults(run=_keys_create)
     revoke = keys.add_parser("revoke", help="revoke a credential on every service")
     revoke.add_argument("credential_id")

@@ -6,7 +6,7 @@ revoked credential ids in memory, so it can refuse a revoked credential without 
 another service's database."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import jwt
 from faststream.kafka import KafkaBroker
@@ -60,13 +60,28 @@ async def _publish(settings: InfraSettings, issuer: str, data: catalog.EventData
         await broker.stop()
 
 
-async def create(settings: InfraSettings, role: Role, organisation: str, *, issuer: str = "ido-cli") -> tuple[str, str]:
-    """Issue a credential (signed with the key in IDO_CREDENTIAL_KEYS_DIR) and record the fact;
-    only once the broker has it is the token returned. Returns (credential id, token)."""
-    credential_id, token = issue_credential(KeyStore(settings.credential_keys_dir), role, organisation)
+async def create(
+    settings: InfraSettings,
+    role: Role,
+    organisation: str,
+    *,
+    issuer: str = "ido-cli",
+    valid_for: timedelta | None = None,
+) -> tuple[str, str]:
+    """Issue a credential (signed with the key in IDO_CREDENTIAL_KEYS_DIR), valid for `valid_for`
+    (default IDO_CREDENTIAL_DAYS), and record the fact; only once the broker has it is the token
+    returned. Returns (credential id, token)."""
+    valid_for = valid_for or timedelta(days=settings.credential_days)
+    credential_id, token = issue_credential(KeyStore(settings.credential_keys_dir), role, organisation, valid_for)
     kid = jwt.get_unverified_header(token)["kid"]
+    now = datetime.now(UTC)
     issued = catalog.CredentialIssued(
-        credential_id=credential_id, role=role, organisation=organisation, key_id=kid, issued_at=datetime.now(UTC)
+        credential_id=credential_id,
+        role=role,
+        organisation=organisation,
+        key_id=kid,
+        issued_at=now,
+        expires_at=now + valid_for,
     )
     await _publish(settings, issuer, issued)
     return credential_id, token

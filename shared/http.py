@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import InvalidCredential, KeyStore, Principal, verify_credential
+from shared.auth import ExpiredCredential, InvalidCredential, KeyStore, Principal, verify_credential
 
 PROBLEM = "application/problem+json"
 
@@ -189,6 +189,8 @@ def credential_dependency(
             raise Problem(401, "Credential required", "send Authorization: Bearer <credential>")
         try:
             principal = verify_credential(store, creds.credentials)
+        except ExpiredCredential as expired:
+            raise Problem(401, "Credential expired", str(expired)) from None
         except InvalidCredential:
             raise Problem(401, "Invalid credential") from None
         if principal.credential_id in revoked:

@@ -41,6 +41,8 @@ class InfraSettings(BaseSettings):
     kafka_min_insync_replicas: int = Field(1, ge=1, validation_alias="IDO_TOPIC_MIN_INSYNC_REPLICAS")
     # Directory of Ed25519 keys: *.pub verify credentials (rotation = add a key), *.key sign them.
     credential_keys_dir: Path = Field(REPO_ROOT / ".local" / "credentials", validation_alias="IDO_CREDENTIAL_KEYS_DIR")
+    # How long a credential issued by `ido keys create` (or a service for itself) is valid.
+    credential_days: int = Field(365, ge=1, le=3650, validation_alias="IDO_CREDENTIAL_DAYS")
     # Organisation identification number in the CloudEvent source URN (NL GOV profile).
     oin: str = Field("00000001003214345000", pattern=r"^[0-9]{20}$", validation_alias="IDO_OIN")
 

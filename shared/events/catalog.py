@@ -427,6 +427,8 @@ class CredentialIssued(EventData):
     organisation: str
     key_id: str
     issued_at: datetime
+    # When it stops being valid (absent: issued before credentials expired).
+    expires_at: datetime | None = None
 
 
 class CredentialRevoked(EventData):
