@@ -26,9 +26,16 @@ log = get_logger(__name__)
 class RevocationList:
     def __init__(self) -> None:
         self.revoked: set[str] = set()
+        self.loaded = False
 
     def __contains__(self, credential_id: object) -> bool:
         return credential_id in self.revoked
+
+    async def load(self, bootstrap: str) -> None:
+        """Read the credentials topic to its end before the service takes requests, so that a
+        revocation holds from the first request after a (re)start; `follow` keeps it current."""
+        self.revoked |= {cid for cid, c in (await registry(bootstrap)).items() if c.get("revoked_at")}
+        self.loaded = True
 
     def follow(self, broker: KafkaBroker) -> None:
         """Subscribe without a group: each instance reads every partition from the start."""

@@ -4,7 +4,7 @@ invalid field, an `API-Version` header, a body size limit, bearer credentials, a
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import Awaitable, Callable, Container, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -202,7 +202,7 @@ def credential_dependency(
     return authenticate
 
 
-def health_router(readiness: dict[str, Callable[[], Awaitable[bool]]]) -> APIRouter:
+def health_router(readiness: Mapping[str, Callable[[], Awaitable[bool]]]) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")

@@ -74,6 +74,7 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         await apply_platform_topics(self.settings)
+        await self.revocations.load(self.settings.kafka_bootstrap_servers)
         client_id = f"ido-{self.settings.service_name}-outbox"
         self.relay.producer = make_producer(self.settings.kafka_bootstrap_servers, client_id=client_id)
         await self.relay.producer.start()
@@ -104,6 +105,9 @@ class ServiceRuntime:
         if self.relay.producer is not None:
             await self.relay.producer.stop()
         await self.db.close()
+
+    async def revocations_ready(self) -> bool:
+        return self.revocations.loaded
 
     async def database_ready(self) -> bool:
         return await self.db.ready()
@@ -136,7 +140,8 @@ class ServiceRuntime:
             redoc_url=None,
         )
         install_conventions(app, api_version, max_body_bytes)
-        app.include_router(health_router({"database": self.database_ready, "broker": self.broker_ready}))
+        checks = {"database": self.database_ready, "broker": self.broker_ready, "revocations": self.revocations_ready}
+        app.include_router(health_router(checks))
 
         @app.get("/v1/schemas/{name}.json", tags=["events"], summary="JSON Schema of an event type's data")
         async def event_schema(name: str) -> JSONResponse:
