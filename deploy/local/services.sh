@@ -23,7 +23,10 @@ start() {
       local instance; instance=$(instance_name "$name" "$k")
       if is_running "$instance"; then continue; fi
       local upper="${name^^}" public="${name^^}_PUBLIC_BASE_URL"
+      # A local run is a demo or a test: agencies' webhook receivers are local too (in
+      # production callbacks go to https on public addresses only).
       (cd "$ROOT" && export "${upper}_PORT=$(port_of "$name" "$k")" \
+        "ROUTING_WEBHOOK_ALLOW_LOCAL=${ROUTING_WEBHOOK_ALLOW_LOCAL:-true}" \
         "$public=${!public:-http://127.0.0.1:$(port_of "$name" 0)}" &&
         start_daemon "$instance" "$PYTHON" -m "services.$name")
     done

@@ -8,6 +8,7 @@ from services.routing.domain.webhooks import (
     DEFAULT_POLICY,
     DeliveryPolicy,
     Subscription,
+    callback_address_problem,
     callback_url_problem,
     decide,
     new_subscription,
@@ -35,10 +36,14 @@ async def register_subscription(
     repo: WebhookRepository,
     sender: WebhookSender,
     origin: str,
+    allow_local: bool = False,
 ) -> Subscription:
     """Store a subscription once the receiver confirmed it wants our events, so the platform
-    cannot be used to flood an address that never asked for them."""
-    problem = callback_url_problem(callback_url)
+    cannot be used to flood an address that never asked for them; never to an http URL or a
+    private address unless `allow_local`."""
+    problem = callback_url_problem(callback_url) or callback_address_problem(
+        callback_url, await sender.addresses(callback_url), allow_local=allow_local
+    )
     if problem:
         raise SubscriptionRefused(problem)
     handshake = await sender.handshake(callback_url, origin)

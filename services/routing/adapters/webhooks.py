@@ -8,9 +8,12 @@ has run out), so one delivery is never POSTed by two workers at once; the claim'
 the outcome: a worker whose lease ran out and was re-claimed records nothing.
 """
 
+import asyncio
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -242,6 +245,7 @@ class Handshake:
 
 
 class WebhookSender(Protocol):
+    async def addresses(self, callback_url: str) -> list[str]: ...
     async def handshake(self, callback_url: str, origin: str) -> Handshake: ...
     async def deliver(self, callback_url: str, bearer_token: str, cloudevent: str) -> HttpOutcome: ...
 
@@ -258,6 +262,15 @@ class HttpWebhookSender:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
         return self._client
+
+    async def addresses(self, callback_url: str) -> list[str]:
+        """The IP addresses the callback URL's host resolves to (none if it does not)."""
+        host = urlsplit(callback_url).hostname or ""
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError:
+            return []
+        return sorted({str(info[4][0]) for info in found})
 
     async def handshake(self, callback_url: str, origin: str) -> Handshake:
         """CloudEvents HTTP webhook spec, "Abuse protection": OPTIONS with our origin; the

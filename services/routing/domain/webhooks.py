@@ -3,6 +3,7 @@ profile): who receives which events where, and the delivery policy that decides,
 attempt, whether a delivery is done, retried later, given up, or the subscription disabled.
 Pure rules: no I/O, the caller passes the time and the HTTP outcome."""
 
+import ipaddress
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,6 +59,23 @@ def callback_url_problem(url: str) -> str | None:
         return "the callback URL must not carry credentials; use the bearer token"
     if parts.fragment:
         return "the callback URL must not have a fragment"
+    return None
+
+
+def callback_address_problem(url: str, addresses: list[str], *, allow_local: bool) -> str | None:
+    """Why events may not go to `url`, whose host resolves to `addresses`: only https, and
+    only to public addresses, so the platform cannot be made to call into a private network
+    (its own services, the metadata endpoint of a cloud). `allow_local` lifts both for tests
+    and local demos (ROUTING_WEBHOOK_ALLOW_LOCAL)."""
+    if allow_local:
+        return None
+    if urlsplit(url).scheme != "https":
+        return "the callback URL must be https"
+    if not addresses:
+        return "the callback host cannot be resolved"
+    for address in addresses:
+        if not ipaddress.ip_address(address.split("%")[0]).is_global:
+            return f"the callback host resolves to {address}, a private, loopback or reserved address"
     return None
 
 

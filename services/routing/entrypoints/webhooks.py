@@ -50,6 +50,9 @@ class WebhookSettings(BaseSettings):
     first_delay_seconds: float = Field(1.0, ge=0)
     max_delay_seconds: float = Field(600.0, ge=0)
     max_retry_after_seconds: float = Field(3600.0, ge=0)
+    # Callback URLs may be http and on private or loopback addresses: for tests and local demos
+    # only (ROUTING_WEBHOOK_ALLOW_LOCAL); otherwise https to public addresses.
+    allow_local: bool = False
 
     def policy(self) -> DeliveryPolicy:
         return DeliveryPolicy(
@@ -137,7 +140,9 @@ def _agency(caller: Principal) -> str:
     return caller.organisation
 
 
-def build_router(*, authenticated, repo: WebhookRepository, sender: WebhookSender, origin: str) -> APIRouter:
+def build_router(
+    *, authenticated, repo: WebhookRepository, sender: WebhookSender, origin: str, allow_local: bool = False
+) -> APIRouter:
     router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
     Caller = Annotated[Principal, Depends(authenticated)]
     SubscriptionId = Annotated[str, Path(max_length=100)]
@@ -163,6 +168,7 @@ def build_router(*, authenticated, repo: WebhookRepository, sender: WebhookSende
                 repo=repo,
                 sender=sender,
                 origin=origin,
+                allow_local=allow_local,
             )
         except webhook_handlers.SubscriptionRefused as refused:
             raise Problem(422, "Webhook subscription refused", refused.reason) from None
@@ -275,7 +281,11 @@ def install(
     repo = Webhooks(runtime.db)  # on the pool: each statement commits on its own
     sender = HttpWebhookSender(config.http_timeout_seconds)
     worker = DeliveryWorker(repo, sender, config)
-    app.include_router(build_router(authenticated=runtime.authenticated, repo=repo, sender=sender, origin=origin))
+    app.include_router(
+        build_router(
+            authenticated=runtime.authenticated, repo=repo, sender=sender, origin=origin, allow_local=config.allow_local
+        )
+    )
     consumer = EventConsumer(
         runtime.broker,
         runtime.db,

@@ -44,9 +44,13 @@ class FakeRepository:
 
 
 class FakeSender:
-    def __init__(self, refusal: str | None = None) -> None:
+    def __init__(self, refusal: str | None = None, addresses: list[str] | None = None) -> None:
         self.refusal = refusal
         self.handshakes: list[tuple[str, str]] = []
+        self.resolved = addresses if addresses is not None else ["93.184.215.14"]  # a public address
+
+    async def addresses(self, callback_url: str) -> list[str]:
+        return self.resolved
 
     async def handshake(self, callback_url: str, origin: str) -> Handshake:
         self.handshakes.append((callback_url, origin))

@@ -9,6 +9,7 @@ from services.routing.domain.webhooks import (
     HttpOutcome,
     Subscription,
     backoff_delay,
+    callback_address_problem,
     callback_url_problem,
     decide,
     delivery_id,
@@ -134,3 +135,27 @@ def test_callback_urls(url, usable):
 
 def test_one_delivery_per_subscription_and_event():
     assert delivery_id("sub-1", "ev-1") == "sub-1:ev-1"
+
+
+@pytest.mark.parametrize(
+    ("url", "addresses", "problem"),
+    [
+        ("https://uwv.example/hook", ["93.184.215.14"], None),
+        ("https://uwv.example/hook", ["2606:2800:21f:cb07:6820:80da:af6b:8b2c"], None),
+        ("http://uwv.example/hook", ["93.184.215.14"], "must be https"),
+        ("https://127.0.0.1/hook", ["127.0.0.1"], "127.0.0.1, a private, loopback or reserved address"),
+        ("https://intranet.example/hook", ["10.1.2.3"], "10.1.2.3"),
+        ("https://metadata.example/hook", ["169.254.169.254"], "169.254.169.254"),
+        ("https://v6.example/hook", ["::1"], "::1"),
+        ("https://mixed.example/hook", ["93.184.215.14", "192.168.1.5"], "192.168.1.5"),
+        ("https://nowhere.example/hook", [], "cannot be resolved"),
+    ],
+)
+def test_callbacks_go_only_to_https_on_public_addresses(url, addresses, problem):
+    """Issue 11.4: the platform cannot be made to call into a private network."""
+    found = callback_address_problem(url, addresses, allow_local=False)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_local_callbacks_only_when_allowed_for_tests_and_demos():
+    assert callback_address_problem("http://127.0.0.1:8080/hook", ["127.0.0.1"], allow_local=True) is None
