@@ -17,13 +17,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.routing import webhook_handlers
-from services.routing.adapters.webhooks import HttpWebhookSender, Webhooks
+from services.routing.adapters.webhooks import SEALED, HttpWebhookSender, TokenBox, Webhooks
 from services.routing.domain.webhooks import Decision, HttpOutcome
 from services.routing.entrypoints.webhooks import DeliveryWorker, WebhookSettings, agency_handlers
 from shared.consuming import EventConsumer
 from shared.events.catalog import ReferredToAgency
 from shared.kafka import make_broker, publish_event
 from shared.outbox import EventFactory
+from shared.sealing import CannotUnseal, new_data_key
 from tests.kafkatools import eventually
 
 pytestmark = pytest.mark.infra
@@ -32,6 +33,7 @@ ORIGIN = "routing.ido.test"
 AGENCY = "belastingdienst"
 TOKEN = "agency-secret-token-0123456789"
 T0 = datetime(2026, 11, 30, 9, 0, 0, tzinfo=UTC)
+BOX = TokenBox(new_data_key())
 FACTORY = EventFactory(service="routing", oin="00000001003214345000", base_url="http://127.0.0.1:8002")
 
 
@@ -89,7 +91,7 @@ async def db(migrated):
 
 @pytest.fixture
 async def repo(db) -> Webhooks:
-    return Webhooks(db)
+    return Webhooks(db, BOX)
 
 
 @pytest.fixture
@@ -258,7 +260,7 @@ async def test_events_on_the_agency_topic_are_queued_through_kafka(infra, db, re
         subscription = await register(url, repo, sender)
     consumer_broker = make_broker(infra.kafka_bootstrap_servers, client_id="ido-tests-webhooks")
     consumer = EventConsumer(consumer_broker, db, group_id=f"test-{unique}", backoff_seconds=0.01)
-    consumer.subscribe_many({topic: agency_handlers(topic, AGENCY)})  # as install() does
+    consumer.subscribe_many({topic: agency_handlers(topic, AGENCY, BOX)})  # as install() does
     pending, later = referral(), referral()  # same subject, so one partition keeps them in order
     await consumer_broker.start()
     try:
@@ -315,7 +317,7 @@ class SlowReceiver(Receiver):
 
 
 async def test_workers_of_two_instances_never_send_one_delivery_twice(db, repo, sender, migrated):
-    other = Webhooks(await migrated("routing"))  # a second instance's pool on the same database
+    other = Webhooks(await migrated("routing"), BOX)  # a second instance's pool on the same database
     other_sender = HttpWebhookSender(timeout_seconds=2)
     receiver = SlowReceiver()
     async with serving(receiver) as url:
@@ -336,7 +338,7 @@ async def test_workers_of_two_instances_never_send_one_delivery_twice(db, repo, 
 
 
 async def test_a_claim_holds_for_its_lease_and_an_outcome_after_a_lost_lease_is_not_recorded(repo, sender, migrated):
-    other = Webhooks(await migrated("routing"))
+    other = Webhooks(await migrated("routing"), BOX)
     lease = timedelta(minutes=1)
     async with serving(Receiver()) as url:
         subscription = await register(url, repo, sender)
@@ -356,3 +358,26 @@ async def test_a_claim_holds_for_its_lease_and_an_outcome_after_a_lost_lease_is_
     assert await other.record_attempt(reclaimed, delivered, ok, T0 + lease)
     (done,) = await repo.deliveries(subscription.id)
     assert (done.status, done.attempts, done.next_attempt_at, done.claim) == ("delivered", 1, None, None)
+
+
+async def test_bearer_tokens_are_stored_sealed_and_tokens_of_before_are_sealed_at_start(db, repo, sender):
+    """Issue 11.4: the database holds no agency's bearer token in plain text; a token stored
+    before tokens were sealed is sealed by the next start (seal_legacy), and still works."""
+    async with serving(Receiver()) as url:
+        subscription = await register(url, repo, sender)
+    stored = await db.fetchval("SELECT bearer_token FROM webhook_subscriptions WHERE id = $1", subscription.id)
+    assert stored.startswith(SEALED) and TOKEN not in stored
+    assert (await repo.subscription(subscription.id)).bearer_token == TOKEN
+    with pytest.raises(CannotUnseal):
+        TokenBox(new_data_key()).open(stored, subscription.id)  # another key opens nothing
+
+    await db.execute("UPDATE webhook_subscriptions SET bearer_token = $2 WHERE id = $1", subscription.id, TOKEN)
+    assert await repo.seal_legacy() == 1 and await repo.seal_legacy() == 0
+    resealed = await db.fetchval("SELECT bearer_token FROM webhook_subscriptions WHERE id = $1", subscription.id)
+    assert resealed.startswith(SEALED) and (await repo.subscription(subscription.id)).bearer_token == TOKEN
+
+
+def test_the_key_file_is_made_once_private_and_kept(tmp_path):
+    path = tmp_path / "routing" / "webhook-secrets.key"
+    first = TokenBox.from_file(path)
+    assert path.stat().st_mode & 0o777 == 0o600 and TokenBox.from_file(path).key == first.key

@@ -9,9 +9,11 @@ the outcome: a worker whose lease ran out and was re-claimed records nothing.
 """
 
 import asyncio
+import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -22,6 +24,7 @@ import httpx
 from services.routing.adapters.repository import Queries
 from services.routing.domain.webhooks import Decision, DeliveryStatus, HttpOutcome, Subscription, delivery_id
 from shared.events.envelope import CONTENT_TYPE, CloudEvent
+from shared.sealing import new_data_key, seal, unseal
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,44 @@ class WebhookRepository(Protocol):
     async def deliveries(self, subscription_id: str, *, status: str | None, limit: int) -> list[Delivery]: ...
 
 
-def _subscription(row: asyncpg.Record) -> Subscription:
+SEALED = "sealed:v1:"
+
+
+class TokenBox:
+    """The agencies' bearer tokens encrypted at rest (AES-256-GCM, each bound to its
+    subscription): a copy of the database alone does not let anyone call an agency's endpoint.
+    The key lives in a file of its own (ROUTING_WEBHOOK_SECRETS_KEY_FILE), not in the database."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    @classmethod
+    def from_file(cls, path: Path) -> "TokenBox":
+        """The key in `path`, made there (0600) if there is none yet; instances starting
+        together agree on one (exclusive create)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as new:
+                new.write(new_data_key())
+        except FileExistsError:
+            pass
+        return cls(path.read_bytes())
+
+    def seal(self, token: str, subscription_id: str) -> str:
+        return SEALED + seal(self.key, {"token": token}, bound_to=subscription_id)
+
+    def open(self, stored: str, subscription_id: str) -> str:
+        if not stored.startswith(SEALED):  # stored before tokens were sealed; see seal_legacy
+            return stored
+        return str(unseal(self.key, stored.removeprefix(SEALED), bound_to=subscription_id)["token"])
+
+
+def _subscription(row: asyncpg.Record, box: TokenBox) -> Subscription:
     return Subscription(
         id=row["id"],
         agency=row["agency"],
         callback_url=row["callback_url"],
-        bearer_token=row["bearer_token"],
+        bearer_token=box.open(row["bearer_token"], row["id"]),
         event_types=tuple(row["event_types"]),
         created_at=row["created_at"],
         status=row["status"],
@@ -101,8 +136,9 @@ class Webhooks:
     """On an asyncpg connection (the consumer's unit of work) or the pool (`Database`): every
     method is a single statement, so atomic on its own."""
 
-    def __init__(self, db: Queries) -> None:
+    def __init__(self, db: Queries, box: TokenBox) -> None:
         self.db = db
+        self.box = box
 
     async def add_subscription(self, subscription: Subscription) -> None:
         await self.db.fetch(
@@ -110,7 +146,7 @@ class Webhooks:
             subscription.id,
             subscription.agency,
             subscription.callback_url,
-            subscription.bearer_token,
+            self.box.seal(subscription.bearer_token, subscription.id),
             list(subscription.event_types),
             subscription.status,
             subscription.disabled_reason,
@@ -121,14 +157,28 @@ class Webhooks:
         row = await self.db.fetchrow(
             f"SELECT {_SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = $1", subscription_id
         )
-        return _subscription(row) if row else None
+        return _subscription(row, self.box) if row else None
+
+    async def seal_legacy(self) -> int:
+        """Seal the tokens stored before they were sealed; how many there were."""
+        rows = await self.db.fetch(
+            "SELECT id, bearer_token FROM webhook_subscriptions WHERE bearer_token NOT LIKE $1", SEALED + "%"
+        )
+        for row in rows:  # guarded: an instance doing the same meanwhile seals it once
+            await self.db.fetch(
+                "UPDATE webhook_subscriptions SET bearer_token = $2 WHERE id = $1 AND bearer_token = $3",
+                row["id"],
+                self.box.seal(row["bearer_token"], row["id"]),
+                row["bearer_token"],
+            )
+        return len(rows)
 
     async def subscriptions_of(self, agency: str) -> list[Subscription]:
         rows = await self.db.fetch(
             f"SELECT {_SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE agency = $1 ORDER BY created_at, id",
             agency,
         )
-        return [_subscription(r) for r in rows]
+        return [_subscription(r, self.box) for r in rows]
 
     async def remove_subscription(self, subscription_id: str, now: datetime) -> None:
         """Delete it and cancel its pending deliveries, in one statement."""

@@ -4,6 +4,7 @@ event of an agency's topic for its subscriptions, and the delivery worker."""
 import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ from services.routing import webhook_handlers
 from services.routing.adapters.webhooks import (
     Delivery,
     HttpWebhookSender,
+    TokenBox,
     WebhookRepository,
     Webhooks,
     WebhookSender,
@@ -28,7 +30,7 @@ from shared.events.envelope import CloudEvent
 from shared.http import Problem, require_json
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
-from shared.settings import ServiceSettings, service_settings
+from shared.settings import REPO_ROOT, ServiceSettings, service_settings
 from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
@@ -53,6 +55,9 @@ class WebhookSettings(BaseSettings):
     # Callback URLs may be http and on private or loopback addresses: for tests and local demos
     # only (ROUTING_WEBHOOK_ALLOW_LOCAL); otherwise https to public addresses.
     allow_local: bool = False
+    # The key the agencies' bearer tokens are encrypted with (made on first start if missing;
+    # in production a mounted secret). Lose it and the stored subscriptions must be made again.
+    secrets_key_file: FilePath = REPO_ROOT / ".local" / "routing" / "webhook-secrets.key"
 
     def policy(self) -> DeliveryPolicy:
         return DeliveryPolicy(
@@ -208,18 +213,23 @@ def build_router(
 # --- Consuming and delivering -----------------------------------------------------------------
 
 
-def agency_handlers(topic: str, agency: str) -> dict[str, Handler]:
+def agency_handlers(topic: str, agency: str, box: TokenBox) -> dict[str, Handler]:
     """Every event type on `agency`'s topic is queued for its webhook subscriptions, in the
     consumer's unit of work (with the processed record: a re-delivery queues nothing)."""
 
     async def queue(event: CloudEvent, data: Any, tx: UnitOfWork) -> None:
-        await webhook_handlers.on_agency_event(event, topic, agency=agency, repo=Webhooks(tx.conn))
+        await webhook_handlers.on_agency_event(event, topic, agency=agency, repo=Webhooks(tx.conn, box))
 
     return {name: queue for name in EVENT_TYPES}
 
 
-def subscribe(consumer: EventConsumer, agencies: list[str]) -> None:
-    consumer.subscribe_many({referral_topic(a): agency_handlers(referral_topic(a), a) for a in agencies})
+def subscribe(consumer: EventConsumer, agencies: list[str], box: TokenBox) -> None:
+    consumer.subscribe_many({referral_topic(a): agency_handlers(referral_topic(a), a, box) for a in agencies})
+
+
+async def _seal_legacy(repo: Webhooks) -> None:
+    if sealed := await repo.seal_legacy():
+        log.info("webhook tokens stored in plain text were sealed", subscriptions=sealed)
 
 
 class DeliveryWorker:
@@ -278,7 +288,8 @@ def install(
     and the delivery worker, which starts and stops with the service."""
     config = config or WebhookSettings()
     origin = handshake_origin(config, settings.public_base_url)
-    repo = Webhooks(runtime.db)  # on the pool: each statement commits on its own
+    box = TokenBox.from_file(config.secrets_key_file)
+    repo = Webhooks(runtime.db, box)  # on the pool: each statement commits on its own
     sender = HttpWebhookSender(config.http_timeout_seconds)
     worker = DeliveryWorker(repo, sender, config)
     app.include_router(
@@ -294,6 +305,7 @@ def install(
         backoff_seconds=settings.consumer_backoff_seconds,
         on_handled=worker.notify,  # a queued event goes out right away, not at the next poll
     )
-    subscribe(consumer, list(reference.AGENCIES))
+    subscribe(consumer, list(reference.AGENCIES), box)
+    runtime.add_background(lambda: _seal_legacy(repo))
     runtime.add_background(worker.run)
     return worker

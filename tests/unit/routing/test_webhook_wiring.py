@@ -5,15 +5,17 @@ from types import SimpleNamespace
 
 from fastapi import FastAPI
 
+from services.routing.adapters.webhooks import TokenBox
 from services.routing.bootstrap import RoutingSettings
 from services.routing.entrypoints import webhooks
 from shared import reference
 from shared.db import Database
 from shared.events.catalog import EVENT_TYPES, referral_topic
 from shared.kafka import make_broker
+from shared.sealing import new_data_key
 
 
-def test_install_wires_api_consumer_and_worker():
+def test_install_wires_api_consumer_and_worker(tmp_path):
     background = []
     runtime = SimpleNamespace(
         broker=make_broker("127.0.0.1:9", client_id="ido-tests"),  # never started
@@ -23,17 +25,18 @@ def test_install_wires_api_consumer_and_worker():
     )
     app = FastAPI()
     settings = RoutingSettings(public_base_url="https://routing.ido.example")
-    worker = webhooks.install(runtime, app, settings, webhooks.WebhookSettings())
+    worker = webhooks.install(runtime, app, settings, webhooks.WebhookSettings(secrets_key_file=tmp_path / "key"))
 
     assert {"/v1/webhooks", "/v1/webhooks/{subscription_id}/deliveries"} <= set(app.openapi()["paths"])
     (subscriber,) = runtime.broker.subscribers  # one group member for all agency topics
     assert {t.name for t in subscriber.topics} == {referral_topic(a) for a in reference.AGENCIES}
     assert subscriber.group_id == webhooks.CONSUMER_GROUP
-    assert background == [worker.run]
+    assert len(background) == 2 and background[-1] == worker.run, "sealing old tokens, then delivering"
+    assert (tmp_path / "key").stat().st_size == 32, "the token key is made on first start"
 
 
 def test_every_event_type_on_an_agency_topic_is_queued():
-    handlers = webhooks.agency_handlers("ido.referrals.cak.v1", "cak")
+    handlers = webhooks.agency_handlers("ido.referrals.cak.v1", "cak", TokenBox(new_data_key()))
     assert set(handlers) == set(EVENT_TYPES)
 
 
