@@ -101,9 +101,12 @@ def _referral_groupings(cells: Counter, *, totals: bool) -> Family:
             "outcome": {leaf: leaf[0] for leaf in leaves},
             "organisation": {leaf: leaf[1] or NONE for leaf in leaves},
             "status": {leaf: f"{leaf[1]}:{leaf[2]}" for leaf in leaves if leaf[0] == REFERRED},
+            # Referrals per organisation (an organisation also counts questions answered with
+            # information about it), and the overdue ones: the overdue share.
+            "referrals": {leaf: leaf[1] for leaf in leaves if leaf[0] == REFERRED},
             "overdue": {leaf: leaf[1] for leaf in leaves if leaf[0] == REFERRED and leaf[3]},
         },
-        national_only=frozenset({"status", "overdue"}),
+        national_only=frozenset({"status", "referrals", "overdue"}),
         totals=totals,
     )
 

@@ -373,9 +373,9 @@ def _protected(
 
 
 def _share(protected: Protected, agency: str) -> float | str | None:
-    """Overdue referrals as a share of all: shown only when both counts are."""
+    """Overdue referrals as a share of all referrals: shown only when both counts are."""
     overdue = protected.figure("outcomes", "overdue", ALL, agency)
-    total = protected.figure("outcomes", "organisation", ALL, agency)
+    total = protected.figure("outcomes", "referrals", ALL, agency)
     if not isinstance(overdue, int) or not isinstance(total, int):
         return COMPLEMENTARY
     return round(overdue / total, 2) if total else None
