@@ -243,7 +243,7 @@ async def fill_topics(bootstrap: str, names: dict[str, str], count: int, partiti
 async def raw_read(bootstrap: str, topics: list[str], sample: int) -> tuple[int, float, list[tuple[str, bytes]]]:
     """Baseline: every record of the topics read from the start by a plain consumer, no decoding.
     Keeps the first `sample` records for the decoding baseline."""
-    partitions = [tp for t in topics for tp in await topic_partitions(bootstrap, t)]
+    partitions = await topic_partitions(bootstrap, *topics)
     consumer = consumer_client(bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     try:

@@ -174,21 +174,24 @@ async def _described(admin: AIOKafkaAdminClient, names: list[str]) -> list[tuple
     raise RuntimeError(f"topics not described: {sorted(set(names) - set(topics) - set(configs))}")
 
 
-async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
-    """All partitions of a topic, asked of the cluster (a consumer only knows its subscriptions)."""
+async def topic_partitions(bootstrap_servers: str, *topics: str) -> list[TopicPartition]:
+    """All partitions of these topics, asked of the cluster once (a consumer only knows its
+    subscriptions)."""
+    if not topics:  # describing no topics would describe them all
+        return []
     admin = admin_client(bootstrap_servers)
     await admin.start()
     try:
-        (described,) = await admin.describe_topics([topic])
+        described = await admin.describe_topics(list(topics))
     finally:
         await admin.close()
-    return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
 
 
 async def earliest_offsets(bootstrap_servers: str, topics: list[str]) -> dict[TopicPartition, int]:
     """The first offset each partition of these topics still holds (0 unless records were
     deleted or retention removed them)."""
-    partitions = [tp for topic in topics for tp in await topic_partitions(bootstrap_servers, topic)]
+    partitions = await topic_partitions(bootstrap_servers, *topics)
     consumer = consumer_client(bootstrap_servers, client_id="ido-admin", enable_auto_commit=False)
     await consumer.start()
     try:

@@ -212,12 +212,19 @@ def caller(x_as: Annotated[str, Header()]) -> Principal:
 
 
 @asynccontextmanager
-async def reporting_api(db):
-    """`get(path, who, **params)` -> (status, body) against the API on this database."""
+async def reporting_client(db):
+    """An HTTP client of reporting's API on this database (the caller in header X-As)."""
     app = FastAPI()
     install_conventions(app, "test", 1024)
     app.include_router(http.build_router(authenticated=caller, queries=ReportingQueries(db), threshold=5))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting") as client:
+        yield client
+
+
+@asynccontextmanager
+async def reporting_api(db):
+    """`get(path, who, **params)` -> (status, body) against the API on this database."""
+    async with reporting_client(db) as client:
 
         async def get(path: str, who: str = "kb", **params):
             if path in YEARLY and "month_from" not in params and "month_to" not in params:

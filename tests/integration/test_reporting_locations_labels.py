@@ -4,20 +4,15 @@ table the API serves, and the rollout goals per year are data the KB maintains."
 
 import asyncio
 import shutil
-from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
-from services.reporting.adapters.repository import ReportingQueries
 from services.reporting.entrypoints import http
 from shared import migrations, reference
 from shared.db import Database
-from shared.http import install_conventions
 from shared.settings import REPO_ROOT
-from tests.integration.test_reporting_api import caller, location, project_all, visit
+from tests.integration.test_reporting_api import location, project_all, reporting_client, visit
 
 pytestmark = pytest.mark.infra
 
@@ -32,20 +27,11 @@ CENTRA = [
 ]
 
 
-@asynccontextmanager
-async def client_for(db):
-    app = FastAPI()
-    install_conventions(app, "test", 1024)
-    app.include_router(http.build_router(authenticated=caller, queries=ReportingQueries(db), threshold=5))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting") as client:
-        yield client
-
-
 @pytest.fixture
 async def reporting(migrated):
     db = await migrated("reporting")
     await project_all(db, CENTRA)
-    async with client_for(db) as client:
+    async with reporting_client(db) as client:
         yield client, db
 
 

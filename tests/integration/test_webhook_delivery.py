@@ -130,28 +130,19 @@ async def register(url: str, repo, sender, event_types: list[str] | None = None)
 async def test_a_callback_on_a_loopback_address_is_refused_outside_tests(repo, sender):
     """Issue 11.4: the real resolver; the callback is on 127.0.0.1, so without allow_local the
     subscription is refused before any handshake (nothing is sent, nothing stored)."""
-    receiver = free_port_url()
-    with pytest.raises(webhook_handlers.SubscriptionRefused, match="must be https"):
-        await webhook_handlers.register_subscription(
-            agency=AGENCY,
-            callback_url=receiver,
-            bearer_token=TOKEN,
-            event_types=[],
-            repo=repo,
-            sender=sender,
-            origin=ORIGIN,
-        )
-    https = receiver.replace("http://", "https://")
-    with pytest.raises(webhook_handlers.SubscriptionRefused, match=r"127\.0\.0\.1, a private, loopback"):
-        await webhook_handlers.register_subscription(
-            agency=AGENCY,
-            callback_url=https,
-            bearer_token=TOKEN,
-            event_types=[],
-            repo=repo,
-            sender=sender,
-            origin=ORIGIN,
-        )
+    http = free_port_url()
+    https = http.replace("http://", "https://")
+    for url, reason in ((http, "must be https"), (https, r"127\.0\.0\.1, a private, loopback")):
+        with pytest.raises(webhook_handlers.SubscriptionRefused, match=reason):
+            await webhook_handlers.register_subscription(
+                agency=AGENCY,
+                callback_url=url,
+                bearer_token=TOKEN,
+                event_types=[],
+                repo=repo,
+                sender=sender,
+                origin=ORIGIN,
+            )
     assert await repo.subscriptions_of(AGENCY) == []
 
 

@@ -310,12 +310,6 @@ GROUP BY 1"""
 VISIT_TOTALS = """
 SELECT sum(n)::bigint FROM visit_counts WHERE version = $1 AND ($2::text IS NULL OR library = $2)"""
 
-REFERRAL_STATUSES = """
-SELECT agency, coalesce(status, 'sent') AS status, count(*) AS referrals, count(*) FILTER (WHERE overdue) AS overdue
-FROM referrals
-WHERE version = $1 AND ($2::text IS NULL OR agency = $2)
-GROUP BY 1, 2"""
-
 COURSE_FIGURES = """
 SELECT r.course_type,
        count(*) AS runs,
@@ -441,10 +435,6 @@ class ActiveReadModels:
 
     async def visits(self, *, library: str | None = None) -> int:
         return await self.conn.fetchval(VISIT_TOTALS, self.version, library) or 0
-
-    async def referral_statuses(self, agency: str | None) -> list[asyncpg.Record]:
-        """Per agency and latest status ('sent' before any status): referrals and how many overdue."""
-        return await self.conn.fetch(REFERRAL_STATUSES, self.version, agency)
 
     async def course_figures(self, library: str | None) -> list[asyncpg.Record]:
         return await self.conn.fetch(COURSE_FIGURES, self.version, library)

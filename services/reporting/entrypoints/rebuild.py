@@ -280,8 +280,7 @@ class RebuildRun:
             )
             await consumer.start()
             self._consumer = consumer
-            described = await asyncio.gather(*(topic_partitions(bootstrap, t) for t in self.rebuild.subscriptions))
-            partitions = [tp for tps in described for tp in tps]
+            partitions = await topic_partitions(bootstrap, *self.rebuild.subscriptions)
             if partitions:
                 consumer.assign(partitions)
                 await consumer.seek_to_beginning(*partitions)

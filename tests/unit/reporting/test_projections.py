@@ -134,17 +134,21 @@ def test_a_location_opened_when_first_registered():
     assert changes.of(Location) == [elsewhere, first]
 
 
-def test_course_runs_keep_their_facts_when_cancelled_and_enrolments_their_latest_state():
-    scheduled = catalog.CourseRunScheduled(
+def scheduled_run(*, capacity: int, sessions: int) -> catalog.CourseRunScheduled:
+    return catalog.CourseRunScheduled(
         run_id="run-1",
         library="zeeland",
         course_type="klik-en-tik",
         location="middelburg",
         postcode="4331 AA",
-        capacity=8,
+        capacity=capacity,
         first_session_at=T0,
-        sessions=3,
+        sessions=sessions,
     )
+
+
+def test_course_runs_keep_their_facts_when_cancelled_and_enrolments_their_latest_state():
+    scheduled = scheduled_run(capacity=8, sessions=3)
     facts = {"run_id": "run-1", "library": "zeeland", "course_type": "klik-en-tik", "enrolment_id": "e-1", "at": T0}
     enrolled = catalog.ParticipantEnrolled(**facts, position=1)
     completed = catalog.CourseCompleted(**facts, position=1, sessions_attended=3)
@@ -190,16 +194,7 @@ def test_an_agencys_domain_is_the_themes_that_go_to_it():
 
 
 def test_a_changed_capacity_changes_the_runs_seats_and_keeps_its_other_facts():
-    scheduled = catalog.CourseRunScheduled(
-        run_id="run-1",
-        library="zeeland",
-        course_type="klik-en-tik",
-        location="middelburg",
-        postcode="4331 AA",
-        capacity=4,
-        first_session_at=T0,
-        sessions=8,
-    )
+    scheduled = scheduled_run(capacity=4, sessions=8)
     raised = catalog.CourseRunCapacityChanged(
         run_id="run-1", library="zeeland", course_type="klik-en-tik", capacity=6, at=T0
     )
