@@ -1,6 +1,6 @@
 """`ido`: the operator's command line.
 
-ido keys create --library CODE | --agency CODE | --kb | --service NAME   print a new credential
+ido keys create --library CODE | --agency CODE [--kafka FILE] | --kb | --service NAME   print a credential
 ido keys revoke CREDENTIAL_ID        every service refuses it from then on
 ido keys list                        issued credentials, without secrets
 ido keys rotate                      sign new credentials with a new key
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import httpx
 
-from shared import credentials, migrations, reference
+from shared import access, credentials, migrations, reference
 from shared.auth import KeyStore, Role
 from shared.db import setup_service_databases
 from shared.events import asyncapi, catalog
-from shared.kafka import apply_platform_topics
+from shared.kafka import apply_platform_topics, client_security
 from shared.settings import REPO_ROOT, SERVICES, InfraSettings
 
 # An operator command's own credential: long enough for a rebuild, no longer.
@@ -38,25 +38,67 @@ OPERATOR_VALIDITY = timedelta(hours=2)
 def _keys_create(args: argparse.Namespace, settings: InfraSettings) -> int:
     role: Role
     if args.library:
-        role, org, known = "library", args.library, reference.PILOT_LIBRARIES
+        role, org, known = "library", args.library, set(reference.PILOT_LIBRARIES)
     elif args.agency:
-        role, org, known = "agency", args.agency, reference.AGENCIES
+        role, org, known = "agency", args.agency, _receiving_organisations(args, settings)
     elif args.service:
-        role, org, known = "service", args.service, {"routing": "routing"}
+        role, org, known = "service", args.service, {"routing"}
     else:
-        role, org, known = "kb", "kb", {"kb": "KB"}
+        role, org, known = "kb", "kb", {"kb"}
     if org not in known:
-        print(f"ido: unknown {role} code '{org}'; known: {', '.join(known)}", file=sys.stderr)
+        print(f"ido: unknown {role} code '{org}'; known: {', '.join(sorted(known))}", file=sys.stderr)
+        return 2
+    if args.kafka and role != "agency":
+        print("ido: --kafka is for a receiving organisation (--agency CODE)", file=sys.stderr)
         return 2
     valid_for = timedelta(days=args.days or settings.credential_days)
-    credential_id, token = asyncio.run(credentials.create(settings, role, org, valid_for=valid_for))
+    principal = access.organisation_principal(org) if args.kafka else None
+    credential_id, token = asyncio.run(
+        credentials.create(settings, role, org, valid_for=valid_for, kafka_principal=principal)
+    )
     until = datetime.now(UTC) + valid_for
     print(
         f"ido: credential {credential_id} for {role} {org}, valid until {until:%Y-%m-%d}; keep it secret",
         file=sys.stderr,
     )
+    if principal is not None:
+        _issue_kafka_credential(settings, principal, org, Path(args.kafka))
     print(token)
     return 0
+
+
+def _receiving_organisations(args: argparse.Namespace, settings: InfraSettings) -> set[str]:
+    """The agencies, and the local partners the KB added to routing (asked only when needed)."""
+    if args.agency in reference.AGENCIES:
+        return set(reference.AGENCIES)
+    try:
+        answer = httpx.get(
+            f"{args.routing_url}/v1/organisations",
+            headers={"Authorization": f"Bearer {_operator_credential(settings)}"},
+            timeout=30,
+        )
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"ido: routing could not say which partners exist ({exc})", file=sys.stderr)
+        return set(reference.AGENCIES)
+    return set(reference.AGENCIES) | {o["code"] for o in answer.json()}
+
+
+def _issue_kafka_credential(settings: InfraSettings, principal: str, organisation: str, path: Path) -> None:
+    """A broker principal that may only read the organisation's referral topic, and its client
+    configuration written to `path` (0600)."""
+    broker = _broker_access(settings)
+    password = access.new_password()
+    broker.set_user(principal, password)
+    broker.converge(principal, access.organisation_grants(principal, organisation))
+    path.touch(mode=0o600)
+    path.write_text(access.client_properties(settings.kafka_bootstrap_servers, principal, password))
+    topic = catalog.referral_topic(organisation)
+    print(f"ido: Kafka principal {principal} may read {topic}; client configuration in {path}", file=sys.stderr)
+
+
+def _broker_access(settings: InfraSettings) -> access.BrokerAccess:
+    return access.BrokerAccess(settings.kafka_bootstrap_servers, client_security())
 
 
 def _operator_credential(settings: InfraSettings) -> str:
@@ -72,6 +114,11 @@ def _keys_revoke(args: argparse.Namespace, settings: InfraSettings) -> int:
         print(f"ido: no credential {args.credential_id} was ever issued", file=sys.stderr)
         return 1
     print(f"ido: revoked {args.credential_id} ({revoked['role']} {revoked['organisation']})", file=sys.stderr)
+    if principal := revoked.get("kafka_principal"):
+        broker = _broker_access(settings)
+        broker.remove(principal)
+        broker.delete_user(principal)
+        print(f"ido: Kafka principal {principal} and its ACLs removed", file=sys.stderr)
     return 0
 
 
@@ -107,7 +154,29 @@ def _topics_apply(args: argparse.Namespace, settings: InfraSettings) -> int:
         f"{len(report.drift)} differences found",
         file=sys.stderr,
     )
-    return 1 if args.check and report.drift else 0
+    access_drift = _access_apply(args, settings)
+    return 1 if args.check and (report.drift or access_drift) else 0
+
+
+def _access_apply(args: argparse.Namespace, settings: InfraSettings) -> bool:
+    """The services' principals and ACLs as defined; True if they differed."""
+    if not client_security().get("sasl_mechanism"):
+        print("ido: the broker does not authenticate: no principals or ACLs to apply", file=sys.stderr)
+        return False
+    report = access.apply_service_access(
+        _broker_access(settings), settings.kafka_bootstrap_servers, settings.kafka_clients_dir, fix=not args.check
+    )
+    for grant in report.granted:
+        print(f"  {'missing' if args.check else 'granted'}: {grant}", file=sys.stderr)
+    for grant in report.removed:
+        print(f"  {'undefined' if args.check else 'removed'}: {grant}", file=sys.stderr)
+    print(
+        f"ido: {len(report.principals)} service principals; {len(report.granted)} ACLs "
+        f"{'missing' if args.check else 'granted'}, {len(report.removed)} "
+        f"{'not defined' if args.check else 'removed'}",
+        file=sys.stderr,
+    )
+    return bool(report.granted or report.removed)
 
 
 def _db_setup(_: argparse.Namespace, settings: InfraSettings) -> int:
@@ -190,9 +259,15 @@ def parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", help="print a new credential as the only line on stdout")
     who = create.add_mutually_exclusive_group(required=True)
     who.add_argument("--library", metavar="CODE")
-    who.add_argument("--agency", metavar="CODE")
+    who.add_argument("--agency", metavar="CODE", help="an agency, or a local partner routing knows")
     who.add_argument("--kb", action="store_true", help="a credential for KB staff")
     who.add_argument("--service", metavar="NAME", help="a credential for a platform service (routing)")
+    create.add_argument(
+        "--kafka",
+        metavar="FILE",
+        help="also a Kafka credential that may read only the organisation's referral topic; its client config to FILE",
+    )
+    create.add_argument("--routing-url", default=os.environ.get("ROUTING_URL", "http://127.0.0.1:8002"))
     create.add_argument(
         "--days", type=int, choices=range(1, 3651), metavar="DAYS", help="valid for (IDO_CREDENTIAL_DAYS)"
     )
@@ -205,7 +280,9 @@ def parser() -> argparse.ArgumentParser:
 
     topics = sub.add_parser("topics", help="Kafka topics").add_subparsers(dest="action", required=True)
     apply = topics.add_parser(
-        "apply", help="create missing topics, set their configs as shared/events/topics.toml defines, report drift"
+        "apply",
+        help="topics, their configs, the services' principals and ACLs as shared/events/topics.toml defines; "
+        "report drift",
     )
     apply.add_argument("--check", action="store_true", help="only report differences (exit 1 if any)")
     apply.set_defaults(run=_topics_apply)

@@ -16,7 +16,7 @@ For each record:
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -31,6 +31,7 @@ from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
+V = TypeVar("V")
 # A handler gets the event, its validated data and the unit of work it runs in.
 Handler = Callable[[CloudEvent, Any, UnitOfWork], Awaitable[None]]
 # A fold gets a batch's new events, in order, and one unit of work for all of them.
@@ -40,6 +41,20 @@ Fold = Callable[[list[tuple[CloudEvent, Any]], UnitOfWork], Awaitable[None]]
 class PermanentError(Exception):
     """The event can never be processed (e.g. it refers to something that cannot exist):
     retrying is pointless, so it goes to the DLQ at once."""
+
+
+class TopicMap(dict[str, V]):
+    """What to do with each topic's records (handlers, or the event types a fold takes): the
+    topics named, and for any other topic of a pattern subscription `for_other(topic)`, made
+    when its first record comes."""
+
+    def __init__(self, named: dict[str, V], for_other: Callable[[str], V]) -> None:
+        super().__init__(named)
+        self.for_other = for_other
+
+    def __missing__(self, topic: str) -> V:
+        self[topic] = value = self.for_other(topic)
+        return value
 
 
 async def _raw_records(msg: Any) -> tuple[Any, ...]:
@@ -87,10 +102,21 @@ class EventConsumer:
         async def consume(records: Any, msg: KafkaMessage) -> None:
             await self._then_commit(msg, self.process_batch(msg.raw_message, handlers_by_topic))
 
-    def _batches_of(self, *topics: str) -> Any:
-        """A subscriber of this consumer's group reading `topics` in batches of raw records."""
+    def subscribe_pattern(self, pattern: str, handlers_by_topic: "TopicMap[dict[str, Handler]]") -> None:
+        """One subscriber for every topic whose name matches `pattern` (a regular expression),
+        also topics created later (seen within KAFKA_METADATA_MAX_AGE_MS, and read from their
+        start)."""
+
+        @self._batches_of(pattern=pattern)
+        async def consume(records: Any, msg: KafkaMessage) -> None:
+            await self._then_commit(msg, self.process_batch(msg.raw_message, handlers_by_topic))
+
+    def _batches_of(self, *topics: str, pattern: str | None = None) -> Any:
+        """A subscriber of this consumer's group reading `topics` (or those matching `pattern`)
+        in batches of raw records."""
         return self.broker.subscriber(
             *topics,
+            pattern=pattern,
             group_id=self.group_id,
             auto_offset_reset="earliest",
             batch=True,
@@ -121,13 +147,16 @@ class EventConsumer:
         if failures:
             raise failures[0]
 
-    def subscribe_folded(self, types_by_topic: dict[str, tuple[str, ...]], fold: Fold) -> None:
+    def subscribe_folded(
+        self, types_by_topic: dict[str, tuple[str, ...]], fold: Fold, *, pattern: str | None = None
+    ) -> None:
         """For read models that sum events up: a whole batch in ONE unit of work (its new events
         folded together, their processed records inserted at once), instead of a transaction
         per event that would queue on the same counter rows. A batch that keeps failing is
-        handled event by event, so only a poison event reaches the DLQ."""
+        handled event by event, so only a poison event reaches the DLQ. With `pattern`, the
+        topics matching it (`types_by_topic` a TopicMap that knows each)."""
 
-        @self._batches_of(*types_by_topic)
+        @self._batches_of(*([] if pattern else types_by_topic), pattern=pattern)
         async def consume(records: Any, msg: KafkaMessage) -> None:
             await self._then_commit(msg, self.process_folded(msg.raw_message, types_by_topic, fold))
 

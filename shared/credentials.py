@@ -74,6 +74,7 @@ async def create(
     *,
     issuer: str = "ido-cli",
     valid_for: timedelta | None = None,
+    kafka_principal: str | None = None,
 ) -> tuple[str, str]:
     """Issue a credential (signed with the key in IDO_CREDENTIAL_KEYS_DIR), valid for `valid_for`
     (default IDO_CREDENTIAL_DAYS), and record the fact; only once the broker has it is the token
@@ -89,6 +90,7 @@ async def create(
         key_id=kid,
         issued_at=now,
         expires_at=now + valid_for,
+        kafka_principal=kafka_principal,
     )
     await _publish(settings, issuer, issued)
     return credential_id, token

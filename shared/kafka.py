@@ -19,18 +19,19 @@ from faststream.middlewares import AckPolicy
 from faststream.security import BaseSecurity, SASLScram512
 
 from shared import reference
-from shared.events.catalog import referral_topic
+from shared.events.catalog import organisation_of
 from shared.events.envelope import CONTENT_TYPE, CloudEvent
 from shared.settings import InfraSettings
 from shared.topics import TopicSpec, platform_topics
 
 
-def client_security() -> dict[str, str]:
-    """How this process's Kafka clients authenticate, from the Kafka client configuration file
-    KAFKA_CLIENT_CONFIG (`security.protocol`, `sasl.mechanism`, `sasl.jaas.config`): by default
-    the local broker's administrator file if there is one, else none (PLAINTEXT). Read when a
-    client is made: the local broker writes the file when it first starts."""
-    path = InfraSettings().kafka_client_config
+def client_security(path: Path | None = None) -> dict[str, str]:
+    """How this process's Kafka clients authenticate, as aiokafka's arguments, from a Kafka
+    client configuration file (`security.protocol`, `sasl.mechanism`, `sasl.jaas.config`): by
+    default KAFKA_CLIENT_CONFIG, which is the local broker's administrator file if there is one,
+    else none (PLAINTEXT). Read when a client is made: the local broker writes the file when it
+    first starts."""
+    path = path or InfraSettings().kafka_client_config
     if path is None or not path.is_file():
         return {}
     return _security_of(path, path.stat().st_mtime)
@@ -73,6 +74,7 @@ def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
         # record is sought back and read again (our consumer turns failures into DLQ records).
         ack_policy=AckPolicy.NACK_ON_ERROR,
         graceful_timeout=15.0,
+        metadata_max_age_ms=InfraSettings().kafka_metadata_max_age_ms,
         logger=None,
     )
 
@@ -216,5 +218,4 @@ async def referral_organisations(bootstrap_servers: str) -> set[str]:
         names = await admin.list_topics()
     finally:
         await admin.close()
-    prefix, _, suffix = referral_topic("{}").partition("{}")
-    return {n[len(prefix) : -len(suffix)] for n in names if n.startswith(prefix) and n.endswith(suffix)}
+    return {org for name in names if (org := organisation_of(name))}

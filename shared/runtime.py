@@ -20,7 +20,7 @@ from shared.credentials import RevocationList
 from shared.db import Database
 from shared.events import asyncapi, catalog
 from shared.http import Problem, RateLimiter, credential_dependency, health_router, install_conventions
-from shared.kafka import apply_platform_topics, make_broker, make_producer
+from shared.kafka import make_broker, make_producer
 from shared.logging import configure_logging, get_logger
 from shared.outbox import EventFactory, OutboxRelay
 from shared.settings import ServiceSettings
@@ -73,7 +73,7 @@ class ServiceRuntime:
         await self.db.connect()
 
     async def start(self) -> None:
-        await apply_platform_topics(self.settings)
+        # The topics are the operator's (`ido topics apply`): a service may not create them.
         await self.revocations.load(self.settings.kafka_bootstrap_servers)
         client_id = f"ido-{self.settings.service_name}-outbox"
         self.relay.producer = make_producer(self.settings.kafka_bootstrap_servers, client_id=client_id)

@@ -27,6 +27,14 @@ class InfraSettings(BaseSettings):
     kafka_client_config: Path | None = Field(
         REPO_ROOT / ".local" / "kafka" / "clients" / "admin.properties", validation_alias="KAFKA_CLIENT_CONFIG"
     )
+    # How often clients refresh the cluster's metadata: a pattern subscription (routing's
+    # webhooks, on every organisation's referral topic) sees a new partner's topic within this.
+    kafka_metadata_max_age_ms: int = Field(10_000, ge=1000, validation_alias="KAFKA_METADATA_MAX_AGE_MS")
+    # Where `ido topics apply` writes each service principal's client configuration
+    # (ido-<service>.properties), which the local runner hands to that service.
+    kafka_clients_dir: Path = Field(
+        REPO_ROOT / ".local" / "kafka" / "clients", validation_alias="IDO_KAFKA_CLIENTS_DIR"
+    )
     pg_host: str = Field("127.0.0.1", validation_alias="PG_HOST")
     pg_port: int = Field(5432, validation_alias="PG_PORT")
     pgpassfile: Path = Field(REPO_ROOT / ".local" / "postgres" / "pgpass", validation_alias="PGPASSFILE")

@@ -2,7 +2,8 @@
 1. KAFKA_BOOTSTRAP_SERVERS and PG_ADMIN_URL, when both are set (an existing broker and server);
 2. testcontainers (official Kafka and PostgreSQL images), when a Docker engine answers;
 3. the project's own local Kafka + PostgreSQL (deploy/local), started here if not running.
-Then `ido db setup` gives every service its role and database, as `make up` does.
+Then, as `make up` does, `ido db setup` gives every service its role and database and `ido topics
+apply` makes the topics and (on an authenticating broker) each service's principal and ACLs.
 With CI=true a broker or database that cannot be had is a failure, never a skip."""
 
 import asyncio
@@ -15,7 +16,9 @@ from typing import NoReturn
 
 import pytest
 
+from shared import access
 from shared.db import setup_service_databases
+from shared.kafka import apply_platform_topics, client_security
 from shared.settings import REPO_ROOT, InfraSettings
 
 LOCAL = REPO_ROOT / "deploy" / "local"
@@ -68,6 +71,11 @@ class _Infra:
         if not _reachable(_pg_host_port(settings.pg_admin_url)):
             unavailable(f"PostgreSQL not reachable at {_pg_host_port(settings.pg_admin_url)}")
         asyncio.run(setup_service_databases(settings))
+        # As `ido topics apply` does for `make up`: the topics, and the services' principals.
+        asyncio.run(apply_platform_topics(settings))
+        if client_security().get("sasl_mechanism"):
+            broker = access.BrokerAccess(settings.kafka_bootstrap_servers, client_security())
+            access.apply_service_access(broker, settings.kafka_bootstrap_servers, settings.kafka_clients_dir)
         return settings
 
     def _containers(self) -> InfraSettings:

@@ -15,17 +15,36 @@ port_of() { local var="${1^^}_PORT"; echo "$(( ${!var:-${DEFAULT_PORT[$1]}} + 10
 instance_name() { if (($2 == 0)); then echo "$1"; else echo "$1-$2"; fi; }
 healthy() { curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$1/healthz"; }
 
+# Routing's own API credential, for fetching data keys from intake: issued once by the operator's
+# `ido` (a service principal may not write the credentials topic) and renewed after 300 days.
+routing_credential() {
+  local file="$STATE/routing/service-credential"
+  if [[ ! -s "$file" || -n "$(find "$file" -mtime +300 2>/dev/null)" ]]; then
+    mkdir -p "$(dirname "$file")"
+    (umask 077 && cd "$ROOT" && "$PYTHON" -m shared.cli keys create --service routing >"$file.new" 2>>"$LOGS/ido.log" &&
+      mv "$file.new" "$file") || { log "could not issue routing's service credential; see $LOGS/ido.log"; return 1; }
+  fi
+  cat "$file"
+}
+
 start() {
   [[ "$INSTANCES" =~ ^[1-9][0-9]*$ ]] || { log "INSTANCES must be a positive number"; return 2; }
   local name k
+  if [[ -z "${ROUTING_SERVICE_CREDENTIAL:-}" ]]; then
+    ROUTING_SERVICE_CREDENTIAL=$(routing_credential) || return 1
+    export ROUTING_SERVICE_CREDENTIAL
+  fi
   for name in "${SERVICES[@]}"; do
     for ((k = 0; k < INSTANCES; k++)); do
       local instance; instance=$(instance_name "$name" "$k")
       if is_running "$instance"; then continue; fi
       local upper="${name^^}" public="${name^^}_PUBLIC_BASE_URL"
+      # Each service talks to Kafka as its own principal (made by `ido topics apply`).
+      local client="$STATE/kafka/clients/ido-$name.properties"
       # A local run is a demo or a test: agencies' webhook receivers are local too (in
       # production callbacks go to https on public addresses only).
-      (cd "$ROOT" && export "${upper}_PORT=$(port_of "$name" "$k")" \
+      (cd "$ROOT" && if [[ -z "${KAFKA_CLIENT_CONFIG+set}" && -f "$client" ]]; then export KAFKA_CLIENT_CONFIG="$client"; fi &&
+        export "${upper}_PORT=$(port_of "$name" "$k")" \
         "ROUTING_WEBHOOK_ALLOW_LOCAL=${ROUTING_WEBHOOK_ALLOW_LOCAL:-true}" \
         "$public=${!public:-http://127.0.0.1:$(port_of "$name" 0)}" &&
         start_daemon "$instance" "$PYTHON" -m "services.$name")

@@ -1,6 +1,8 @@
 """Wires reporting: settings, database (migrated at start), the live projection in the consumer's
 unit of work, the rebuild, HTTP routes and the dashboard."""
 
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,10 @@ from services.reporting.adapters.repository import ReportingQueries, ReportingUn
 from services.reporting.entrypoints import http
 from services.reporting.entrypoints.rebuild import Rebuild
 from shared import reference
+from shared.consuming import TopicMap
 from shared.events import catalog
 from shared.events.envelope import CloudEvent
+from shared.kafka import referral_organisations
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, service_settings
 from shared.unit_of_work import UnitOfWork
@@ -52,16 +56,37 @@ class ReportingSettings(ServiceSettings):
     rebuild_batch_size: int = Field(5000, ge=1)
 
 
-def subscriptions() -> dict[str, tuple[str, ...]]:
-    """Per topic, the event types projected into the read models (domain.projections.PROJECTIONS)."""
+REFERRALS = ("ReferredToAgency",)
+
+
+def subscriptions(organisations: Iterable[str] = reference.AGENCIES) -> dict[str, tuple[str, ...]]:
+    """Per topic, the event types projected into the read models (domain.projections.PROJECTIONS),
+    with the referral topics of these receiving organisations."""
     return {
         catalog.HELP_REQUESTS: ("HelpRequested",),
         catalog.ROUTING: ("HelpRequestRouted", "ReferralStatusChanged", "ReferralOverdue"),
         catalog.LIBRARIES: ("IdoLocationRegistered",),
         catalog.COURSES: (*COURSE_EVENTS, "LibraryReadinessChanged"),
         catalog.SUBSIDY: SUBSIDY_EVENTS,
-        **{catalog.referral_topic(a): ("ReferredToAgency",) for a in reference.AGENCIES},
+        **{catalog.referral_topic(o): REFERRALS for o in organisations},
     }
+
+
+def live_subscriptions() -> tuple[str, TopicMap[tuple[str, ...]]]:
+    """The live consumer's pattern: the platform's topics and every organisation's referral
+    topic, also a local partner's made later."""
+    named = subscriptions()
+    fixed = "|".join(re.escape(t) for t in named if catalog.organisation_of(t) is None)
+    return f"^(?:{fixed}|{catalog.referral_topic_pattern()})$", TopicMap(named, lambda _: REFERRALS)
+
+
+def current_subscriptions(bootstrap: str) -> Callable[[], Awaitable[dict[str, tuple[str, ...]]]]:
+    """What a rebuild replays: the platform's topics and every referral topic the cluster has."""
+
+    async def current() -> dict[str, tuple[str, ...]]:
+        return subscriptions(set(reference.AGENCIES) | await referral_organisations(bootstrap))
+
+    return current
 
 
 async def project(events: list[tuple[CloudEvent, Any]], tx: UnitOfWork) -> None:
@@ -71,11 +96,11 @@ async def project(events: list[tuple[CloudEvent, Any]], tx: UnitOfWork) -> None:
 def build_app(settings: ReportingSettings | None = None) -> FastAPI:
     settings = settings or ReportingSettings()
     runtime = ServiceRuntime(settings, migrations_dir=Path(__file__).parent / "migrations")
-    by_topic = subscriptions()
-    runtime.consumer.subscribe_folded(by_topic, project)
+    pattern, by_topic = live_subscriptions()
+    runtime.consumer.subscribe_folded(by_topic, project, pattern=pattern)
     rebuild = Rebuild(
         runtime.db,
-        by_topic,
+        current_subscriptions(settings.kafka_bootstrap_servers),
         settings.kafka_bootstrap_servers,
         consumer_group=runtime.consumer.group_id,
         retention=timedelta(hours=settings.processed_retention_hours),

@@ -32,8 +32,8 @@ class RoutingSettings(ServiceSettings):
     # How often the service-level watch looks for overdue referrals.
     sla_check_seconds: float = Field(60.0, gt=0)
     # Where routing fetches data keys to open sealed handover details, and with what credential
-    # (`ido keys create --service routing`). Left empty on a development machine, routing issues
-    # itself one with the local signing key at start.
+    # (`ido keys create --service routing`; the local runner issues it once). Left empty (a test
+    # run as the administrator), routing issues itself one with the local signing key at start.
     intake_url: str = "http://127.0.0.1:8001"
     service_credential: str = ""
 

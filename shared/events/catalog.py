@@ -5,6 +5,7 @@ service's README names its subscriptions) and so schemas and topics are generate
 Data models ignore unknown fields when read: producers may add fields, never remove or rename.
 """
 
+import re
 from datetime import date, datetime
 from typing import ClassVar, Literal
 
@@ -25,6 +26,20 @@ CREDENTIALS = "ido.credentials.v1"
 def referral_topic(agency: str) -> str:
     """One topic per receiving organisation, so broker ACLs can give each agency its own."""
     return ReferredToAgency.topic_template.format(agency=agency)
+
+
+def referral_topic_pattern() -> str:
+    """A regular expression matching every organisation's referral topic (not their DLQs)."""
+    prefix, _, suffix = referral_topic("\0").partition("\0")
+    return f"{re.escape(prefix)}[^.]+{re.escape(suffix)}"
+
+
+def organisation_of(topic: str) -> str | None:
+    """The receiving organisation whose referral topic this is, if it is one."""
+    if not re.fullmatch(referral_topic_pattern(), topic):
+        return None
+    prefix, _, suffix = referral_topic("\0").partition("\0")
+    return topic.removeprefix(prefix).removesuffix(suffix)
 
 
 def dlq_topic(topic: str) -> str:
@@ -429,6 +444,9 @@ class CredentialIssued(EventData):
     issued_at: datetime
     # When it stops being valid (absent: issued before credentials expired).
     expires_at: datetime | None = None
+    # The broker principal issued with it (a receiving organisation's Kafka credential), if any:
+    # revoking the credential removes it.
+    kafka_principal: str | None = None
 
 
 class CredentialRevoked(EventData):

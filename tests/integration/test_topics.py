@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from shared import access
 from shared.events import catalog
-from shared.kafka import admin_client, apply_topology
+from shared.kafka import admin_client, apply_topology, client_security
 from shared.topics import TopicSpec, policy
 from tests.kafkatools import eventually
 
@@ -74,3 +75,22 @@ async def test_ido_topics_apply_and_check_on_the_platforms_topics(infra):
     assert drifted.returncode == 1 and f"{dlq}: retention.ms is '1000', should be '2592000000'" in drifted.stderr
     assert ido("topics", "apply").returncode == 0
     assert ido("topics", "apply", "--check").returncode == 0, "apply set it back"
+
+
+def test_ido_topics_apply_converges_the_services_acls_and_check_reports_drift(infra):
+    if not client_security().get("sasl_mechanism"):
+        pytest.skip("a broker without authentication (testcontainers): no principals")
+    broker = access.BrokerAccess(infra.kafka_bootstrap_servers, client_security())
+    assert ido("topics", "apply").returncode == 0
+    assert broker.grants_of("ido-courses") == access.service_grants("courses")
+
+    lost = access.Grant("ido-courses", "topic", catalog.LIBRARIES, False, "READ")
+    extra = access.Grant("ido-courses", "topic", catalog.SUBSIDY, False, "WRITE")
+    broker.admin.delete_acls([lost.filter()])[lost.filter()].result()
+    broker.admin.create_acls([extra.binding()])[extra.binding()].result()
+    drifted = ido("topics", "apply", "--check")
+    assert drifted.returncode == 1
+    assert f"missing: {lost}" in drifted.stderr and f"undefined: {extra}" in drifted.stderr, drifted.stderr
+    assert ido("topics", "apply").returncode == 0
+    assert broker.grants_of("ido-courses") == access.service_grants("courses"), "apply set them back"
+    assert ido("topics", "apply", "--check").returncode == 0

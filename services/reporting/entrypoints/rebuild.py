@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import functools
 import gc
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Union
@@ -118,7 +118,7 @@ class Rebuild:
     def __init__(
         self,
         db: Database,
-        subscriptions: Mapping[str, Iterable[str]],
+        subscriptions: Mapping[str, Iterable[str]] | Callable[[], Awaitable[Mapping[str, Iterable[str]]]],
         bootstrap: str,
         *,
         consumer_group: str,
@@ -126,7 +126,9 @@ class Rebuild:
         batch_size: int = 5000,
     ) -> None:
         self.db = db
-        self.subscriptions = {topic: tuple(names) for topic, names in subscriptions.items()}
+        # Fixed, or asked for at each rebuild (referral topics come with new partners).
+        self._current = subscriptions if callable(subscriptions) else None
+        self.subscriptions = {} if callable(subscriptions) else self._named(subscriptions)
         self.bootstrap = bootstrap
         self.consumer_group = consumer_group
         self.retention = retention
@@ -149,8 +151,17 @@ class Rebuild:
             finally:
                 await conn.close()
 
+    @staticmethod
+    def _named(subscriptions: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+        return {topic: tuple(names) for topic, names in subscriptions.items()}
+
+    async def refresh(self) -> None:
+        if self._current is not None:
+            self.subscriptions = self._named(await self._current())
+
     async def begin(self) -> "RebuildRun | None":
         """A rebuild with its new version; None while another one runs (here or elsewhere)."""
+        await self.refresh()
         conn = await self._locked_connection()
         if conn is None:
             return None
@@ -178,6 +189,7 @@ class Rebuild:
     async def check_complete(self) -> None:
         """A rebuild replays every topic from its first record: a partition whose earliest
         offset is not 0 has lost records (retention or deletion) and would give wrong figures."""
+        await self.refresh()
         earliest = await earliest_offsets(self.bootstrap, list(self.subscriptions))
         lost = sorted(f"{tp.topic}[{tp.partition}] starts at offset {at}" for tp, at in earliest.items() if at)
         if lost:

@@ -22,10 +22,9 @@ from services.routing.adapters.webhooks import (
     WebhookSender,
 )
 from services.routing.domain.webhooks import KNOWN_EVENT_TYPES, DeliveryPolicy, Subscription, callback_url_problem
-from shared import reference
 from shared.auth import Principal
-from shared.consuming import EventConsumer, Handler
-from shared.events.catalog import EVENT_TYPES, referral_topic
+from shared.consuming import EventConsumer, Handler, TopicMap
+from shared.events.catalog import EVENT_TYPES, organisation_of, referral_topic_pattern
 from shared.events.envelope import CloudEvent
 from shared.http import Problem, require_json
 from shared.logging import get_logger
@@ -223,8 +222,14 @@ def agency_handlers(topic: str, agency: str, box: TokenBox) -> dict[str, Handler
     return {name: queue for name in EVENT_TYPES}
 
 
-def subscribe(consumer: EventConsumer, agencies: list[str], box: TokenBox) -> None:
-    consumer.subscribe_many({referral_topic(a): agency_handlers(referral_topic(a), a, box) for a in agencies})
+def subscribe(consumer: EventConsumer, box: TokenBox) -> None:
+    """Every receiving organisation's referral topic, the agencies' and the local partners' (a
+    partner's topic is made when its first referral is sent, and is read from its start)."""
+
+    def handlers_for(topic: str) -> dict[str, Handler]:
+        return agency_handlers(topic, str(organisation_of(topic)), box)
+
+    consumer.subscribe_pattern(f"^{referral_topic_pattern()}$", TopicMap({}, handlers_for))
 
 
 async def _seal_legacy(repo: Webhooks) -> None:
@@ -284,7 +289,7 @@ def handshake_origin(config: WebhookSettings, public_base_url: str) -> str:
 def install(
     runtime: ServiceRuntime, app: FastAPI, settings: ServiceSettings, config: WebhookSettings | None = None
 ) -> DeliveryWorker:
-    """Add webhooks to routing: the API, a consumer group of its own on every agency topic,
+    """Add webhooks to routing: the API, a consumer group of its own on every organisation's topic,
     and the delivery worker, which starts and stops with the service."""
     config = config or WebhookSettings()
     origin = handshake_origin(config, settings.public_base_url)
@@ -305,7 +310,7 @@ def install(
         backoff_seconds=settings.consumer_backoff_seconds,
         on_handled=worker.notify,  # a queued event goes out right away, not at the next poll
     )
-    subscribe(consumer, list(reference.AGENCIES), box)
+    subscribe(consumer, box)
     runtime.add_background(lambda: _seal_legacy(repo))
     runtime.add_background(worker.run)
     return worker

@@ -69,3 +69,18 @@ def test_every_subscribed_event_type_has_a_projection_and_every_projection_a_sub
 
     subscribed = {name for names in subscriptions().values() for name in names}
     assert subscribed == set(PROJECTIONS)
+
+
+def test_the_live_consumer_reads_the_platform_topics_and_every_organisations_referrals():
+    import re
+
+    from services.reporting.bootstrap import live_subscriptions, subscriptions
+    from shared.events import catalog
+
+    pattern, by_topic = live_subscriptions()
+    reads = re.compile(pattern).match
+    assert all(reads(topic) for topic in subscriptions()), "every topic the projections need"
+    partner = catalog.referral_topic("welzijn-tiel")
+    assert reads(partner) and by_topic[partner] == ("ReferredToAgency",), "a partner's topic, made later"
+    for other in (catalog.CREDENTIALS, catalog.dlq_topic(catalog.ROUTING), catalog.dlq_topic(partner), "ido.x.v1"):
+        assert not reads(other), other

@@ -1,5 +1,6 @@
-"""install(): the API, a consumer group of its own on every agency topic, the delivery worker."""
+"""install(): the API, a consumer group of its own on every organisation's topic, the delivery worker."""
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,7 +11,8 @@ from services.routing.bootstrap import RoutingSettings
 from services.routing.entrypoints import webhooks
 from shared import reference
 from shared.db import Database
-from shared.events.catalog import EVENT_TYPES, referral_topic
+from shared.events import catalog
+from shared.events.catalog import EVENT_TYPES, dlq_topic, referral_topic
 from shared.kafka import make_broker
 from shared.sealing import new_data_key
 
@@ -28,8 +30,12 @@ def test_install_wires_api_consumer_and_worker(tmp_path):
     worker = webhooks.install(runtime, app, settings, webhooks.WebhookSettings(secrets_key_file=tmp_path / "key"))
 
     assert {"/v1/webhooks", "/v1/webhooks/{subscription_id}/deliveries"} <= set(app.openapi()["paths"])
-    (subscriber,) = runtime.broker.subscribers  # one group member for all agency topics
-    assert {t.name for t in subscriber.topics} == {referral_topic(a) for a in reference.AGENCIES}
+    (subscriber,) = runtime.broker.subscribers  # one group member for every organisation's topic
+    matches = re.compile(subscriber._pattern).match
+    assert all(matches(referral_topic(a)) for a in reference.AGENCIES), "every agency's topic"
+    assert matches(referral_topic("welzijn-tiel")), "a local partner's topic, also one made later"
+    assert not matches(dlq_topic(referral_topic("uwv"))), "not the dead letters"
+    assert not matches(catalog.ROUTING)
     assert subscriber.group_id == webhooks.CONSUMER_GROUP
     assert len(background) == 2 and background[-1] == worker.run, "sealing old tokens, then delivering"
     assert (tmp_path / "key").stat().st_size == 32, "the token key is made on first start"
