@@ -19,10 +19,12 @@ from starlette.routing import Route
 from services.routing import webhook_handlers
 from services.routing.adapters.webhooks import SEALED, HttpWebhookSender, TokenBox, Webhooks
 from services.routing.domain.webhooks import Decision, HttpOutcome
+from services.routing.entrypoints import webhooks
 from services.routing.entrypoints.webhooks import DeliveryWorker, WebhookSettings, agency_handlers
 from shared.consuming import EventConsumer
-from shared.events.catalog import ReferredToAgency
-from shared.kafka import make_broker, publish_event
+from shared.events.catalog import ReferredToAgency, referral_topic
+from shared.kafka import apply_topology, make_broker, publish_event
+from shared.topics import topic_spec
 from shared.outbox import EventFactory
 from shared.sealing import CannotUnseal, new_data_key
 from tests.kafkatools import eventually
@@ -101,11 +103,11 @@ async def sender() -> AsyncIterator[HttpWebhookSender]:
     await http.aclose()
 
 
-def referral(referral_id: str = "ref-1"):
+def referral(referral_id: str = "ref-1", agency: str = AGENCY):
     data = ReferredToAgency(
         referral_id=referral_id,
         help_request_id="hr-1",
-        agency=AGENCY,
+        agency=agency,
         library="venlo",
         theme="toeslagen",
         subtheme="huurtoeslag",
@@ -114,9 +116,9 @@ def referral(referral_id: str = "ref-1"):
     return FACTORY.create(data, correlation_id="corr-1", dataref=f"http://127.0.0.1:8002/v1/referrals/{referral_id}")
 
 
-async def register(url: str, repo, sender, event_types: list[str] | None = None):
+async def register(url: str, repo, sender, event_types: list[str] | None = None, agency: str = AGENCY):
     return await webhook_handlers.register_subscription(
-        agency=AGENCY,
+        agency=agency,
         callback_url=url,
         bearer_token=TOKEN,
         event_types=event_types or [],
@@ -265,6 +267,31 @@ async def test_events_on_the_agency_topic_are_queued_through_kafka(infra, db, re
     assert first.cloudevent.encode() == pending.event.to_bytes()  # the value publish_event wrote
     assert await db.fetchval("SELECT count(*) FROM webhook_deliveries") == 2
     assert await db.fetchval("SELECT count(*) FROM processed_events") == 2, "the duplicate was skipped"
+
+
+async def test_a_partners_topic_made_later_is_read_from_its_start_and_queued(
+    infra, db, repo, sender, unique, publisher, monkeypatch
+):
+    """Routing's webhook consumer subscribes by pattern (webhooks.subscribe, as install() does):
+    a local partner's topic, made when its first referral is sent, is found and read whole."""
+    monkeypatch.setenv("KAFKA_METADATA_MAX_AGE_MS", "1000")
+    partner = f"welzijn-{unique}"
+    async with serving(Receiver()) as url:
+        subscription = await register(url, repo, sender, agency=partner)
+    consumer_broker = make_broker(infra.kafka_bootstrap_servers, client_id="ido-tests-webhooks")
+    consumer = EventConsumer(consumer_broker, db, group_id=f"test-{unique}", backoff_seconds=0.01)
+    webhooks.subscribe(consumer, BOX)
+    await consumer_broker.start()
+    try:
+        await asyncio.sleep(2)  # the group has its (other) topics: the partner's does not exist yet
+        topic = referral_topic(partner)
+        await apply_topology(infra.kafka_bootstrap_servers, [topic_spec(infra, topic)])
+        sent = referral("ref-partner", agency=partner)
+        await publish_event(publisher, sent.event, topic)
+        [queued] = await eventually(lambda: repo.deliveries(subscription.id), timeout=30)
+    finally:
+        await consumer_broker.stop()
+    assert (queued.event_id, queued.topic) == (str(sent.event.id), topic)
 
 
 async def _two(deliveries):
