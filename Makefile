@@ -40,7 +40,7 @@ up: infra
 	@echo "  courses    http://127.0.0.1:$${COURSES_PORT:-8003}"
 	@echo "  subsidy    http://127.0.0.1:$${SUBSIDY_PORT:-8004}"
 	@echo "  reporting  http://127.0.0.1:$${REPORTING_PORT:-8005}  (dashboard: /dashboard#token=\$$(.venv/bin/ido keys create --kb))"
-	@echo "  kafka      127.0.0.1:$${KAFKA_PORT:-9092} (SASL/SCRAM; client config: .local/kafka/clients/admin.properties)"
+	@echo "  kafka      127.0.0.1:$${KAFKA_PORT:-9092} SASL/SCRAM, :$${KAFKA_TLS_PORT:-9094} the same over TLS (client configs: .local/kafka/clients/)"
 	@echo "  postgres   postgresql://127.0.0.1:$${PG_PORT:-5432} (passwords: .local/postgres/pgpass)"
 	@echo "  logs       .local/logs/   credential: $(BIN)/ido keys create --library rivierenland"
 

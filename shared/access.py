@@ -24,6 +24,7 @@ from confluent_kafka.admin import (
 )
 
 from shared.events.catalog import dlq_topic
+from shared.kafka_security import ClientConfig
 from shared.topics import ORGANISATION, definition
 
 Operation = Literal["READ", "WRITE", "CREATE"]
@@ -124,17 +125,6 @@ def organisation_grants(principal: str, code: str) -> list[Grant]:
     ]
 
 
-def client_properties(bootstrap_servers: str, username: str, password: str) -> str:
-    """A Kafka client configuration (Java properties; librdkafka and aiokafka users map the keys)."""
-    return (
-        f"bootstrap.servers={bootstrap_servers}\n"
-        "security.protocol=SASL_PLAINTEXT\n"
-        "sasl.mechanism=SCRAM-SHA-512\n"
-        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="{username}" password="{password}";\n'
-    )
-
-
 def new_password() -> str:
     return secrets.token_urlsafe(24)
 
@@ -146,24 +136,11 @@ class AccessReport:
     removed: list[Grant] = field(default_factory=list)
 
 
-def librdkafka_config(bootstrap_servers: str, security: dict[str, str]) -> dict[str, str | int | float | bool]:
-    """confluent-kafka's configuration for a client with this security (shared.kafka.client_security)."""
-    config: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap_servers}
-    config["security.protocol"] = security.get("security_protocol", "PLAINTEXT")
-    if security.get("sasl_mechanism"):
-        config |= {
-            "sasl.mechanism": security["sasl_mechanism"],
-            "sasl.username": security["sasl_plain_username"],
-            "sasl.password": security["sasl_plain_password"],
-        }
-    return config
-
-
 class BrokerAccess:
     """SCRAM users and ACLs on the cluster, as the administrator (super user)."""
 
-    def __init__(self, bootstrap_servers: str, security: dict[str, str]) -> None:
-        self.admin = AdminClient(librdkafka_config(bootstrap_servers, security))
+    def __init__(self, bootstrap_servers: str, config: ClientConfig) -> None:
+        self.admin = AdminClient(config.librdkafka(bootstrap_servers))
 
     def set_user(self, user: str, password: str) -> None:
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
@@ -230,11 +207,12 @@ def _exact(grant: Grant) -> AclBindingFilter:
 
 
 def apply_service_access(
-    access: BrokerAccess, bootstrap_servers: str, clients_dir: Path, *, fix: bool = True
+    access: BrokerAccess, admin: ClientConfig, bootstrap_servers: str, clients_dir: Path, *, fix: bool = True
 ) -> AccessReport:
     """Every service's principal with its ACLs, and its client configuration in `clients_dir`
-    (`ido-<service>.properties`, 0600). A principal keeps the password its file holds, so
-    running this again changes nothing the services use. Without `fix`, only reports."""
+    (`ido-<service>.properties`, 0600, over the transport of the administrator's `admin`). A
+    principal keeps the password its file holds, so running this again changes nothing the
+    services use. Without `fix`, only reports."""
     report = AccessReport()
     clients_dir.mkdir(parents=True, exist_ok=True)
     for service in services():
@@ -244,7 +222,7 @@ def apply_service_access(
             password = _password_in(path) or new_password()
             access.set_user(principal, password)
             path.touch(mode=0o600)
-            path.write_text(client_properties(bootstrap_servers, principal, password))
+            path.write_text(admin.properties(bootstrap_servers, principal, password))
         done = access.converge(principal, service_grants(service), fix=fix)
         report.principals.append(principal)
         report.granted += done.granted

@@ -28,7 +28,7 @@ from shared import access, credentials, migrations, reference
 from shared.auth import KeyStore, Role
 from shared.db import setup_service_databases
 from shared.events import asyncapi, catalog
-from shared.kafka import apply_platform_topics, client_security
+from shared.kafka import apply_platform_topics, client_config
 from shared.settings import REPO_ROOT, SERVICES, InfraSettings
 
 # An operator command's own credential: long enough for a rebuild, no longer.
@@ -92,13 +92,13 @@ def _issue_kafka_credential(settings: InfraSettings, principal: str, organisatio
     broker.set_user(principal, password)
     broker.converge(principal, access.organisation_grants(principal, organisation))
     path.touch(mode=0o600)
-    path.write_text(access.client_properties(settings.kafka_bootstrap_servers, principal, password))
+    path.write_text(client_config().properties(settings.kafka_bootstrap_servers, principal, password))
     topic = catalog.referral_topic(organisation)
     print(f"ido: Kafka principal {principal} may read {topic}; client configuration in {path}", file=sys.stderr)
 
 
 def _broker_access(settings: InfraSettings) -> access.BrokerAccess:
-    return access.BrokerAccess(settings.kafka_bootstrap_servers, client_security())
+    return access.BrokerAccess(settings.kafka_bootstrap_servers, client_config())
 
 
 def _operator_credential(settings: InfraSettings) -> str:
@@ -160,11 +160,15 @@ def _topics_apply(args: argparse.Namespace, settings: InfraSettings) -> int:
 
 def _access_apply(args: argparse.Namespace, settings: InfraSettings) -> bool:
     """The services' principals and ACLs as defined; True if they differed."""
-    if not client_security().get("sasl_mechanism"):
+    if not client_config().authenticates:
         print("ido: the broker does not authenticate: no principals or ACLs to apply", file=sys.stderr)
         return False
     report = access.apply_service_access(
-        _broker_access(settings), settings.kafka_bootstrap_servers, settings.kafka_clients_dir, fix=not args.check
+        _broker_access(settings),
+        client_config(),
+        settings.kafka_bootstrap_servers,
+        settings.kafka_clients_dir,
+        fix=not args.check,
     )
     for grant in report.granted:
         print(f"  {'missing' if args.check else 'granted'}: {grant}", file=sys.stderr)

@@ -3,10 +3,8 @@ and publishing CloudEvents. FastStream's defaults (acks=1, no idempotence, auto-
 before processing) are weaker than our guarantees, so every service gets its broker here."""
 
 import asyncio
-import re
 from contextlib import suppress
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -16,42 +14,26 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
-from faststream.security import BaseSecurity, SASLScram512
 
 from shared import reference
 from shared.events.catalog import organisation_of
 from shared.events.envelope import CONTENT_TYPE, CloudEvent
+from shared.kafka_security import ClientConfig, read_client_config
 from shared.settings import InfraSettings
 from shared.topics import TopicSpec, platform_topics
 
 
-def client_security(path: Path | None = None) -> dict[str, str]:
-    """How this process's Kafka clients authenticate, as aiokafka's arguments, from a Kafka
-    client configuration file (`security.protocol`, `sasl.mechanism`, `sasl.jaas.config`): by
-    default KAFKA_CLIENT_CONFIG, which is the local broker's administrator file if there is one,
-    else none (PLAINTEXT). Read when a client is made: the local broker writes the file when it
-    first starts."""
-    path = path or InfraSettings().kafka_client_config
-    if path is None or not path.is_file():
-        return {}
-    return _security_of(path, path.stat().st_mtime)
+def client_config(path: Path | None = None) -> ClientConfig:
+    """How this process's Kafka clients authenticate (and whether over TLS), from the Kafka client
+    configuration file `path`, by default KAFKA_CLIENT_CONFIG: the local broker's administrator
+    file if there is one, else none (PLAINTEXT). Read when a client is made: the local broker
+    writes the file when it first starts."""
+    return read_client_config(path or InfraSettings().kafka_client_config)
 
 
-@cache
-def _security_of(path: Path, _modified: float) -> dict[str, str]:
-    props = dict(
-        line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#")
-    )
-    security = {"security_protocol": props.get("security.protocol", "PLAINTEXT").strip()}
-    if security["security_protocol"].startswith("SASL"):
-        jaas = props["sasl.jaas.config"]
-        username, password = (re.search(rf'{key}="([^"]*)"', jaas).group(1) for key in ("username", "password"))  # type: ignore[union-attr]
-        security |= {
-            "sasl_mechanism": props["sasl.mechanism"].strip(),
-            "sasl_plain_username": username,
-            "sasl_plain_password": password,
-        }
-    return security
+def client_security(path: Path | None = None) -> dict[str, Any]:
+    """The same, as aiokafka's keyword arguments."""
+    return client_config(path).aiokafka()
 
 
 def admin_client(bootstrap_servers: str, client_id: str = "ido-admin") -> AIOKafkaAdminClient:
@@ -63,11 +45,10 @@ def consumer_client(bootstrap_servers: str, **options: Any) -> AIOKafkaConsumer:
 
 
 def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
-    security = client_security()
     return KafkaBroker(
         bootstrap_servers,
         client_id=client_id,
-        security=_faststream_security(security),
+        security=client_config().faststream(),
         acks="all",  # a publish returns only once every in-sync replica has the record
         enable_idempotence=True,  # producer retries never duplicate or reorder a record
         # Offsets are committed only after the handler returned; on an exception the
@@ -77,14 +58,6 @@ def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
         metadata_max_age_ms=InfraSettings().kafka_metadata_max_age_ms,
         logger=None,
     )
-
-
-def _faststream_security(security: dict[str, str]) -> BaseSecurity | None:
-    if security.get("sasl_mechanism") == "SCRAM-SHA-512":
-        return SASLScram512(security["sasl_plain_username"], security["sasl_plain_password"])
-    if security:
-        raise ValueError(f"unsupported Kafka client security: {security.get('sasl_mechanism') or security}")
-    return None
 
 
 def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:

@@ -18,7 +18,7 @@ import pytest
 
 from shared import access
 from shared.db import setup_service_databases
-from shared.kafka import apply_platform_topics, client_security
+from shared.kafka import apply_platform_topics, client_config
 from shared.settings import REPO_ROOT, InfraSettings
 
 LOCAL = REPO_ROOT / "deploy" / "local"
@@ -73,9 +73,9 @@ class _Infra:
         asyncio.run(setup_service_databases(settings))
         # As `ido topics apply` does for `make up`: the topics, and the services' principals.
         asyncio.run(apply_platform_topics(settings))
-        if client_security().get("sasl_mechanism"):
-            broker = access.BrokerAccess(settings.kafka_bootstrap_servers, client_security())
-            access.apply_service_access(broker, settings.kafka_bootstrap_servers, settings.kafka_clients_dir)
+        if (admin := client_config()).authenticates:
+            broker = access.BrokerAccess(settings.kafka_bootstrap_servers, admin)
+            access.apply_service_access(broker, admin, settings.kafka_bootstrap_servers, settings.kafka_clients_dir)
         return settings
 
     def _containers(self) -> InfraSettings:

@@ -7,6 +7,7 @@ source "$(dirname "$0")/lib.sh"
 HOST="${KAFKA_HOST:-127.0.0.1}"
 PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+TLS_PORT="${KAFKA_TLS_PORT:-9094}"  # the same SASL/SCRAM over TLS, as compose and production use it
 HOME_DIR="$STATE/kafka"
 LIBS="$HOME_DIR/libs"
 DATA="$HOME_DIR/data"
@@ -49,6 +50,17 @@ sasl.mechanism=SCRAM-SHA-512
 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$ADMIN_PASSWORD";
 PROPS
   )
+  # The same administrator over TLS (the broker's certificate, signed by a CA of its own).
+  "$ROOT/deploy/kafka-tls.sh" "$HOME_DIR/tls" "$HOST" localhost
+  (umask 077 && cat >"$CLIENTS/admin-tls.properties" <<PROPS
+bootstrap.servers=$HOST:$TLS_PORT
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$ADMIN_PASSWORD";
+ssl.truststore.type=PEM
+ssl.truststore.location=$HOME_DIR/tls/ca.pem
+PROPS
+  )
 }
 
 configure() {
@@ -59,12 +71,15 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
 # Every listener authenticates: SCRAM-SHA-512 for clients and between brokers, PLAIN for the
-# controller. Plaintext transport on 127.0.0.1 only; TLS in compose and production.
-listeners=SASL_PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=SASL_PLAINTEXT://$HOST:$PORT
+# controller. Plaintext transport on 127.0.0.1 only; TLS on $TLS_PORT, as in compose and production.
+listeners=SASL_PLAINTEXT://$HOST:$PORT,SASL_SSL://$HOST:$TLS_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=SASL_PLAINTEXT://$HOST:$PORT,SASL_SSL://$HOST:$TLS_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=SASL_PLAINTEXT
-listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$ADMIN_PASSWORD";
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$HOME_DIR/tls/broker.pem
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$ADMIN_PASSWORD";

@@ -5,6 +5,7 @@ create --agency CODE --kafka FILE`) and lose it with `ido keys revoke`; services
 configurations `ido topics apply` wrote. Clients are confluent-kafka's (librdkafka), which report
 an authorization failure as such, per record or request."""
 
+import os
 import re
 import subprocess
 import sys
@@ -17,7 +18,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from shared import access
 from shared.events import catalog
-from shared.kafka import client_security
+from shared.kafka import client_config
+from shared.kafka_security import read_client_config
 
 pytestmark = pytest.mark.infra
 
@@ -27,7 +29,7 @@ ALLOWED = "allowed"
 
 @pytest.fixture(scope="module", autouse=True)
 def authenticating_broker(infra) -> None:
-    if not client_security().get("sasl_mechanism"):
+    if not client_config().authenticates:
         pytest.skip("a broker without authentication (testcontainers): nothing to authorize")
 
 
@@ -53,13 +55,13 @@ def clients(infra, tmp_path_factory) -> dict[str, Path]:
     return found
 
 
-def config(infra, path: Path) -> dict:
-    return access.librdkafka_config(infra.kafka_bootstrap_servers, client_security(path)) | {"log_level": 0}
+def config(infra, path: Path, bootstrap: str | None = None) -> dict:
+    return client_config(path).librdkafka(bootstrap or infra.kafka_bootstrap_servers) | {"log_level": 0}
 
 
-def read(infra, path: Path, topic: str, group: str) -> str:
+def read(infra, path: Path, topic: str, group: str, bootstrap: str | None = None) -> str:
     """Subscribe and poll: the first error's name, or `allowed` once partitions are assigned."""
-    consumer = Consumer(config(infra, path) | {"group.id": group, "auto.offset.reset": "earliest"})
+    consumer = Consumer(config(infra, path, bootstrap) | {"group.id": group, "auto.offset.reset": "earliest"})
     errors: list[str] = []
     consumer.subscribe([topic], on_assign=lambda c, partitions: errors.append(ALLOWED) if partitions else None)
     deadline = time.monotonic() + 20
@@ -156,7 +158,7 @@ def test_a_revoked_agency_is_refused_and_its_principal_and_acls_are_gone(infra, 
     assert read(infra, path, UWV, "uwv.inbox-2") == ALLOWED
     revoked = subprocess.run([str(IDO), "keys", "revoke", credential_id], capture_output=True, text=True)
     assert revoked.returncode == 0 and principal in revoked.stderr, revoked.stderr
-    broker = access.BrokerAccess(infra.kafka_bootstrap_servers, client_security())
+    broker = access.BrokerAccess(infra.kafka_bootstrap_servers, client_config())
     assert broker.grants_of(principal) == []
     errors: list[str] = []
     consumer = Consumer(config(infra, path) | {"group.id": "uwv.inbox-2", "error_cb": lambda e: errors.append(e.str())})
@@ -167,3 +169,44 @@ def test_a_revoked_agency_is_refused_and_its_principal_and_acls_are_gone(infra, 
     consumer.close()
     assert any("SASL authentication error" in e for e in errors), errors
     assert read(infra, clients["uwv"], UWV, "uwv.inbox") == ALLOWED, "the agency's other credential still works"
+
+
+@pytest.fixture(scope="module")
+def tls_admin(infra) -> Path:
+    """The administrator over TLS (the local broker's SASL_SSL listener, as compose and
+    production have it)."""
+    path = infra.kafka_client_config.with_name("admin-tls.properties")
+    if not path.is_file():
+        pytest.skip("a broker without a TLS listener")
+    return path
+
+
+def test_over_tls_an_agency_reads_its_own_topic_only(infra, tls_admin, tmp_path):
+    tls = {
+        **os.environ,
+        "KAFKA_CLIENT_CONFIG": str(tls_admin),
+        "KAFKA_BOOTSTRAP_SERVERS": read_client_config(tls_admin).bootstrap_servers(),
+    }
+    path = tmp_path / "uwv-tls.properties"
+    result = subprocess.run(
+        [str(IDO), "keys", "create", "--agency", "uwv", "--kafka", str(path)], capture_output=True, text=True, env=tls
+    )
+    assert result.returncode == 0, result.stderr
+    written = read_client_config(path)
+    assert (written.protocol, written.cafile) == ("SASL_SSL", read_client_config(tls_admin).cafile)
+    assert read(infra, path, UWV, "uwv.tls", bootstrap=written.bootstrap_servers()) == ALLOWED
+    assert read(infra, path, CAK, "uwv.tls", bootstrap=written.bootstrap_servers()) == "TOPIC_AUTHORIZATION_FAILED"
+
+
+def test_a_client_that_does_not_trust_the_brokers_certificate_gets_nothing(infra, tls_admin):
+    config = read_client_config(tls_admin)
+    untrusting = config.librdkafka(config.bootstrap_servers()) | {"log_level": 0}
+    del untrusting["ssl.ca.location"]  # the system's CAs: the broker's private CA is not among them
+    errors: list[str] = []
+    consumer = Consumer(untrusting | {"group.id": "x", "error_cb": lambda e: errors.append(e.str())})
+    consumer.subscribe([UWV])
+    deadline = time.monotonic() + 15
+    while not errors and time.monotonic() < deadline:
+        assert consumer.poll(0.5) is None
+    consumer.close()
+    assert any("certificate verify failed" in e or "SSL handshake failed" in e for e in errors), errors

@@ -12,7 +12,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from shared import access
 from shared.events import catalog
-from shared.kafka import admin_client, apply_topology, client_security
+from shared.kafka import admin_client, apply_topology, client_config
 from shared.topics import TopicSpec, policy
 from tests.kafkatools import eventually
 
@@ -78,9 +78,9 @@ async def test_ido_topics_apply_and_check_on_the_platforms_topics(infra):
 
 
 def test_ido_topics_apply_converges_the_services_acls_and_check_reports_drift(infra):
-    if not client_security().get("sasl_mechanism"):
+    if not client_config().authenticates:
         pytest.skip("a broker without authentication (testcontainers): no principals")
-    broker = access.BrokerAccess(infra.kafka_bootstrap_servers, client_security())
+    broker = access.BrokerAccess(infra.kafka_bootstrap_servers, client_config())
     assert ido("topics", "apply").returncode == 0
     assert broker.grants_of("ido-courses") == access.service_grants("courses")
 

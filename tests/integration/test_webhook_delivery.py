@@ -24,9 +24,9 @@ from services.routing.entrypoints.webhooks import DeliveryWorker, WebhookSetting
 from shared.consuming import EventConsumer
 from shared.events.catalog import ReferredToAgency, referral_topic
 from shared.kafka import apply_topology, make_broker, publish_event
-from shared.topics import topic_spec
 from shared.outbox import EventFactory
 from shared.sealing import CannotUnseal, new_data_key
+from shared.topics import topic_spec
 from tests.kafkatools import eventually
 
 pytestmark = pytest.mark.infra

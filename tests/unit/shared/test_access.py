@@ -4,10 +4,12 @@ service's principal may do exactly what its code does, and an organisation only 
 import importlib
 import re
 
+import certifi
 import pytest
 
 from shared import access
 from shared.events import catalog
+from shared.kafka_security import ClientConfig, read_client_config
 from shared.topics import ORGANISATION, definition
 
 SERVICES = ["courses", "intake", "reporting", "routing", "subsidy"]
@@ -100,6 +102,23 @@ def test_a_grant_is_the_acl_binding_it_describes():
     assert str(grant) == "ido-intake may WRITE topic ido.help-requests.v1"
 
 
-def test_a_client_configuration_names_the_principal_and_the_mechanism():
-    text = access.client_properties("127.0.0.1:9092", "org-uwv-1", "s3cret")
-    assert "sasl.mechanism=SCRAM-SHA-512" in text and 'username="org-uwv-1" password="s3cret"' in text
+def test_a_client_configuration_written_is_read_back_the_same_over_the_same_transport(tmp_path):
+    ca = certifi.where()  # any PEM bundle: the TLS context is made from it
+    for name, admin in (
+        ("plain", ClientConfig("SASL_PLAINTEXT", "SCRAM-SHA-512", "admin", "a")),
+        ("tls", ClientConfig("SASL_SSL", cafile=ca)),
+    ):
+        path = tmp_path / f"{name}.properties"
+        path.write_text(admin.properties("127.0.0.1:9092", "org-uwv-1", "s3cret"))
+        read = read_client_config(path)
+        assert (read.mechanism, read.username, read.password) == ("SCRAM-SHA-512", "org-uwv-1", "s3cret")
+        assert (read.protocol, read.cafile) == (("SASL_SSL", ca) if admin.tls else ("SASL_PLAINTEXT", None))
+        assert ("ssl_context" in read.aiokafka()) == admin.tls
+        assert read.librdkafka("b:1")["sasl.username"] == "org-uwv-1"
+        assert read.aiokafka()["sasl_plain_password"] == "s3cret"
+
+
+def test_no_file_is_a_plaintext_client_without_authentication(tmp_path):
+    config = read_client_config(tmp_path / "absent.properties")
+    assert not config.authenticates and config.aiokafka() == {"security_protocol": "PLAINTEXT"}
+    assert config.faststream() is None
