@@ -98,7 +98,7 @@ async def repo(db) -> Webhooks:
 
 @pytest.fixture
 async def sender() -> AsyncIterator[HttpWebhookSender]:
-    http = HttpWebhookSender(timeout_seconds=2)
+    http = HttpWebhookSender(timeout_seconds=2, allow_local=True)  # the receivers listen on 127.0.0.1
     yield http
     await http.aclose()
 
@@ -150,6 +150,23 @@ async def test_a_callback_on_a_loopback_address_is_refused_outside_tests(repo, s
 
 async def deliver(repo, sender, now: datetime, **options) -> int:
     return await webhook_handlers.deliver_due(now, repo=repo, sender=sender, **options)
+
+
+async def test_every_connection_checks_the_address_it_connects_to(sender):
+    """DNS rebinding: a callback host checked when its subscription was made may resolve to a
+    private or loopback address later. The production sender resolves and checks per
+    connection and connects to the address it checked, so such a host gets nothing."""
+    receiver = Receiver()
+    strict = HttpWebhookSender(timeout_seconds=2)  # as routing runs outside tests
+    async with serving(receiver) as url:
+        rebound = url.replace("127.0.0.1", "localhost")  # a name that now resolves to loopback
+        for target in (url, rebound):
+            outcome = await strict.deliver(target, TOKEN, '{"specversion": "1.0"}')
+            assert (outcome.status_code, outcome.error) == (None, "ConnectError")
+            assert (await strict.handshake(target, ORIGIN)).refusal
+        assert receiver.posts == [] and receiver.handshakes == [], "not one request reached it"
+        assert (await sender.deliver(rebound, TOKEN, "{}")).status_code == 200, "allowed locally, it is reached"
+    await strict.aclose()
 
 
 async def test_registration_sends_the_handshake_before_storing(repo, sender):
@@ -302,7 +319,7 @@ async def _two(deliveries):
 async def test_the_worker_sends_a_queued_event_at_once_and_stops_cleanly(db, repo):
     receiver = Receiver()
     config = WebhookSettings(poll_seconds=30, http_timeout_seconds=2)  # a long poll: only notify() wakes it
-    worker = DeliveryWorker(repo, HttpWebhookSender(config.http_timeout_seconds), config)
+    worker = DeliveryWorker(repo, HttpWebhookSender(config.http_timeout_seconds, allow_local=True), config)
     async with serving(receiver) as url:
         await register(url, repo, worker.sender)
         task = asyncio.create_task(worker.run())
@@ -336,7 +353,7 @@ class SlowReceiver(Receiver):
 
 async def test_workers_of_two_instances_never_send_one_delivery_twice(db, repo, sender, migrated):
     other = Webhooks(await migrated("routing"), BOX)  # a second instance's pool on the same database
-    other_sender = HttpWebhookSender(timeout_seconds=2)
+    other_sender = HttpWebhookSender(timeout_seconds=2, allow_local=True)
     receiver = SlowReceiver()
     async with serving(receiver) as url:
         subscription = await register(url, repo, sender)

@@ -11,20 +11,32 @@ the outcome: a worker whose lease ran out and was re-claimed records nothing.
 import asyncio
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
+import httpcore
 import httpx
 
 from services.routing.adapters.repository import Queries
-from services.routing.domain.webhooks import Decision, DeliveryStatus, HttpOutcome, Subscription, delivery_id
+from services.routing.domain.webhooks import (
+    Decision,
+    DeliveryStatus,
+    HttpOutcome,
+    Subscription,
+    address_problem,
+    delivery_id,
+)
 from shared.events.envelope import CONTENT_TYPE, CloudEvent
+from shared.logging import get_logger
 from shared.sealing import new_data_key, seal, unseal
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -300,27 +312,70 @@ class WebhookSender(Protocol):
     async def deliver(self, callback_url: str, bearer_token: str, cloudevent: str) -> HttpOutcome: ...
 
 
-class HttpWebhookSender:
-    """httpx, no redirects followed (a redirect could carry the bearer token to another host)."""
+async def _resolve(host: str) -> list[str]:
+    """The IP addresses a host name resolves to (none if it does not)."""
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return sorted({str(info[4][0]) for info in found})
 
-    def __init__(self, timeout_seconds: float = 10.0) -> None:
+
+class _PublicAddressesOnly(httpcore.AsyncNetworkBackend):
+    """Resolves each connection's host itself and connects only to an address it checked, so
+    the address checked is the one connected to: a callback host that re-resolves to a private
+    or loopback address after its subscription was made (DNS rebinding) gets no connection.
+    TLS still verifies the certificate against the host name (httpcore passes it as SNI)."""
+
+    def __init__(self, allow_local: bool) -> None:
+        self.allow_local = allow_local
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await _resolve(host)
+        if not self.allow_local and (problem := address_problem(addresses)):
+            log.warning("webhook connection refused", reason=problem)
+            raise httpcore.ConnectError(problem)
+        address = addresses[0] if addresses else host
+        return await self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options=None):  # type: ignore[no-untyped-def]
+        raise httpcore.ConnectError("webhooks go over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class HttpWebhookSender:
+    """httpx, no redirects followed (a redirect could carry the bearer token to another host),
+    and connections only to public addresses, checked per connection (unless `allow_local`)."""
+
+    def __init__(self, timeout_seconds: float = 10.0, *, allow_local: bool = False) -> None:
         self.timeout = timeout_seconds
+        self.allow_local = allow_local
         self._client: httpx.AsyncClient | None = None
 
     def _http(self) -> httpx.AsyncClient:
         # Made on first use, inside the running event loop, and kept for connection reuse.
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+            transport = httpx.AsyncHTTPTransport()
+            # httpx has no parameter for httpcore's network backend: its pool is made again with ours.
+            transport._pool = httpcore.AsyncConnectionPool(
+                ssl_context=httpx.create_ssl_context(), network_backend=_PublicAddressesOnly(self.allow_local)
+            )
+            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, transport=transport)
         return self._client
 
     async def addresses(self, callback_url: str) -> list[str]:
         """The IP addresses the callback URL's host resolves to (none if it does not)."""
-        host = urlsplit(callback_url).hostname or ""
-        try:
-            found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except OSError:
-            return []
-        return sorted({str(info[4][0]) for info in found})
+        return await _resolve(urlsplit(callback_url).hostname or "")
 
     async def handshake(self, callback_url: str, origin: str) -> Handshake:
         """CloudEvents HTTP webhook spec, "Abuse protection": OPTIONS with our origin; the

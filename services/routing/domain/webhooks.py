@@ -71,6 +71,12 @@ def callback_address_problem(url: str, addresses: list[str], *, allow_local: boo
         return None
     if urlsplit(url).scheme != "https":
         return "the callback URL must be https"
+    return address_problem(addresses)
+
+
+def address_problem(addresses: list[str]) -> str | None:
+    """Why a callback host that resolves to `addresses` may not be called: checked when a
+    subscription is made and again on every connection (its name may resolve elsewhere by then)."""
     if not addresses:
         return "the callback host cannot be resolved"
     for address in addresses:

@@ -295,7 +295,7 @@ def install(
     origin = handshake_origin(config, settings.public_base_url)
     box = TokenBox.from_file(config.secrets_key_file)
     repo = Webhooks(runtime.db, box)  # on the pool: each statement commits on its own
-    sender = HttpWebhookSender(config.http_timeout_seconds)
+    sender = HttpWebhookSender(config.http_timeout_seconds, allow_local=config.allow_local)
     worker = DeliveryWorker(repo, sender, config)
     app.include_router(
         build_router(
