@@ -124,12 +124,13 @@ def _keys_revoke(args: argparse.Namespace, settings: InfraSettings) -> int:
 
 def _keys_list(_: argparse.Namespace, settings: InfraSettings) -> int:
     issued = asyncio.run(credentials.registry(settings.kafka_bootstrap_servers))
-    print(f"{'credential':36}  {'role':7}  {'organisation':22}  {'issued':20}  {'expires':20}  revoked")
+    print(f"{'credential':36}  {'role':7}  {'organisation':22}  {'issued':20}  {'expires':20}  {'revoked':20}  kafka")
     for credential_id, c in sorted(issued.items(), key=lambda kv: kv[1].get("issued_at", "")):
         issued_at, revoked_at = c.get("issued_at", "?")[:19], c.get("revoked_at", "-")[:19]
         expires_at = (c.get("expires_at") or "never")[:19]
         print(
-            f"{credential_id:36}  {c['role']:7}  {c['organisation']:22}  {issued_at:20}  {expires_at:20}  {revoked_at}"
+            f"{credential_id:36}  {c['role']:7}  {c['organisation']:22}  {issued_at:20}  {expires_at:20}  "
+            f"{revoked_at:20}  {c.get('kafka_principal') or '-'}"
         )
     return 0
 

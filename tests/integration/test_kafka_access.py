@@ -68,8 +68,9 @@ def read(infra, path: Path, topic: str, group: str, bootstrap: str | None = None
     try:
         while not errors and time.monotonic() < deadline:
             message = consumer.poll(0.5)
-            if message is not None and message.error() and message.error().code() != KafkaError._PARTITION_EOF:
-                errors.append(message.error().name())
+            error = message.error() if message is not None else None
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                errors.append(error.name())
         return errors[0] if errors else "no answer"
     finally:
         consumer.close()
@@ -156,6 +157,8 @@ def test_a_revoked_agency_is_refused_and_its_principal_and_acls_are_gone(infra, 
     credential_id = issue("uwv", path)
     principal = re.search(r'username="([^"]+)"', path.read_text()).group(1)  # type: ignore[union-attr]
     assert read(infra, path, UWV, "uwv.inbox-2") == ALLOWED
+    listed = subprocess.run([str(IDO), "keys", "list"], capture_output=True, text=True, check=True).stdout
+    assert any(credential_id in line and line.endswith(principal) for line in listed.splitlines())
     revoked = subprocess.run([str(IDO), "keys", "revoke", credential_id], capture_output=True, text=True)
     assert revoked.returncode == 0 and principal in revoked.stderr, revoked.stderr
     broker = access.BrokerAccess(infra.kafka_bootstrap_servers, client_config())
