@@ -7,13 +7,18 @@ For each record:
    `processed_events` and run the handler; if the id was recorded before (a re-delivery, or
    another instance of the group got there first) nothing more happens. The record and the
    handler's writes and events commit together, so an event is applied exactly once;
-3. a failing handler rolls back and is retried with exponential backoff, then dead-lettered;
+3. a failing handler rolls back. If a dependency failed (database or broker unavailable, a lost
+   serialization race: shared.failures), the record is not at fault: it is held, and the batch
+   with it (its partitions fetch nothing meanwhile), and tried again with backoff until the
+   dependency is back, however long that takes. Any other failure is retried a few times with
+   exponential backoff, then the record is dead-lettered with the reason;
 4. records arrive in batches; one entity's (one key's) records are handled in order, other
    keys side by side; offsets are committed only once a batch was handled, at most every
    IDO_CONSUMER_COMMIT_SECONDS (what was handled since is skipped as a duplicate if read again).
 """
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -26,6 +31,7 @@ from pydantic import ValidationError
 from shared.db import Database
 from shared.events.catalog import EventData, data_model, dlq_topic
 from shared.events.envelope import CloudEvent, InvalidEvent, parse_event
+from shared.failures import is_transient
 from shared.logging import bound_context, get_logger
 from shared.unit_of_work import UnitOfWork
 
@@ -75,6 +81,7 @@ class EventConsumer:
         batch_wait_ms: int = 10,
         commit_seconds: float = 1.0,
         concurrency: int = 8,
+        max_backoff_seconds: float = 5.0,
         on_handled: Callable[[], None] = lambda: None,
     ) -> None:
         self.broker = broker
@@ -87,7 +94,11 @@ class EventConsumer:
         self.commit_seconds = commit_seconds
         self._committed_at: dict[int, float] = {}  # per Kafka consumer (one per subscriber)
         self.concurrency = concurrency
+        self.max_backoff_seconds = max_backoff_seconds
         self.on_handled = on_handled
+        self.closing = False  # set at shutdown: every batch handled from then on is committed
+        self._unacked: dict[int, KafkaMessage] = {}  # per Kafka consumer, its last uncommitted batch
+        self._busy: set[int] = set()  # Kafka consumers with a batch in hand
 
     def subscribe(self, topic: str, handlers: dict[str, Handler]) -> None:
         """Route the event types named in `handlers` on `topic`; other types are skipped."""
@@ -165,15 +176,32 @@ class EventConsumer:
         Records processed but not yet committed are read again after a crash or a rebalance and
         skipped as duplicates (their processed records), so committing less often loses nothing
         and saves the broker a request per batch. A batch that failed rewinds its partitions."""
+        consumer = id(msg.consumer)
+        self._busy.add(consumer)
         try:
             await processing
         except BaseException:
             await msg.nack()
             raise
-        now, consumer = asyncio.get_running_loop().time(), id(msg.consumer)
-        if now - self._committed_at.get(consumer, float("-inf")) >= self.commit_seconds:
+        finally:
+            self._busy.discard(consumer)
+        now = asyncio.get_running_loop().time()
+        if self.closing or now - self._committed_at.get(consumer, float("-inf")) >= self.commit_seconds:
             await msg.ack()
             self._committed_at[consumer] = now
+            self._unacked.pop(consumer, None)
+        else:
+            self._unacked[consumer] = msg
+
+    async def close(self) -> None:
+        """At shutdown, before the broker stops: commit what was handled and not yet committed
+        (a batch still in hand commits itself when done), so a restart re-reads nothing."""
+        self.closing = True
+        for consumer, msg in list(self._unacked.items()):
+            if consumer not in self._busy:
+                with contextlib.suppress(Exception):  # not committed: re-read and skipped later
+                    await msg.ack()
+                self._unacked.pop(consumer, None)
 
     async def process_folded(self, records: Any, types_by_topic: dict[str, tuple[str, ...]], fold: Fold) -> None:
         valid: list[tuple[Any, CloudEvent, Any]] = []
@@ -196,14 +224,20 @@ class EventConsumer:
                     await fold(batch, uow)
                 return len(batch)
 
-        for attempt in range(1, self.max_attempts + 1):
+        attempt, held = 0, 0
+        while attempt < self.max_attempts:
             try:
                 folded = await fold_all()
-                log.info("events folded", events=folded, duplicates=len(valid) - folded, attempts=attempt)
+                log.info("events folded", events=folded, duplicates=len(valid) - folded, attempts=attempt + 1)
                 for _ in range(folded):
                     self.on_handled()
                 return
             except Exception as exc:
+                if is_transient(exc) and not isinstance(exc, PermanentError):
+                    held += 1
+                    await self._hold(exc, held)
+                    continue
+                attempt += 1
                 log.warning("batch failed; retrying", attempt=attempt, error=type(exc).__name__)
                 if isinstance(exc, PermanentError) or attempt == self.max_attempts:
                     break
@@ -246,17 +280,23 @@ class EventConsumer:
     async def _handle_with_retries(
         self, topic: str, body: bytes, record: Any, handler: Handler, event: CloudEvent, data: EventData
     ) -> bool:
-        for attempt in range(1, self.max_attempts + 1):
+        attempt, held = 0, 0
+        while True:
             try:
                 if await self._handle_once(handler, event, data):
-                    log.info("event handled", attempts=attempt)
+                    log.info("event handled", attempts=attempt + 1, held=held)
                 else:
                     log.info("duplicate event skipped")
                 return True
             except PermanentError as exc:
-                await self.dead_letter(topic, body, record, f"permanent: {exc}", attempts=attempt)
+                await self.dead_letter(topic, body, record, f"permanent: {exc}", attempts=attempt + 1)
                 return False
             except Exception as exc:
+                if is_transient(exc):
+                    held += 1
+                    await self._hold(exc, held)
+                    continue
+                attempt += 1
                 if attempt == self.max_attempts:
                     reason = f"failed after {attempt} attempts: {type(exc).__name__}: {exc}"
                     await self.dead_letter(topic, body, record, reason, attempts=attempt)
@@ -264,7 +304,13 @@ class EventConsumer:
                 delay = self.backoff_seconds * 2 ** (attempt - 1)
                 log.warning("event handling failed; retrying", attempt=attempt, delay=delay, error=type(exc).__name__)
                 await asyncio.sleep(delay)
-        return False
+
+    async def _hold(self, exc: BaseException, held: int) -> None:
+        """A dependency is unavailable: wait (backing off up to `max_backoff_seconds`) and let the
+        caller try the same work again. The record is not at fault and is never dead-lettered."""
+        delay = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** min(held - 1, 16))
+        log.warning("dependency unavailable; holding the batch", error=type(exc).__name__, tries=held, retry_in=delay)
+        await asyncio.sleep(delay)
 
     async def _handle_once(self, handler: Handler, event: CloudEvent, data: EventData) -> bool:
         """One transaction: the processed record, the handler's writes and its events."""

@@ -51,10 +51,13 @@ async def connect(url: str, passfile: Path, application_name: str | None = None)
 
 
 class Database:
-    def __init__(self, url: str, passfile: Path, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, passfile: Path, *, pool_size: int = 10, acquire_timeout: float = 10.0) -> None:
         self.url = url
         self.passfile = passfile
         self.pool_size = pool_size
+        # A request or a handler waits this long for a connection, then fails (TimeoutError, a
+        # dependency failure: 503 to a caller, a held batch for a consumer) instead of hanging.
+        self.acquire_timeout = acquire_timeout
         self._pool: asyncpg.Pool | None = None
 
     @property
@@ -81,7 +84,8 @@ class Database:
 
     async def ready(self) -> bool:
         try:
-            return await self.pool.fetchval("SELECT true", timeout=2)
+            async with self.pool.acquire(timeout=2) as conn:
+                return bool(await conn.fetchval("SELECT true", timeout=2))
         except Exception:
             return False
 
@@ -89,7 +93,7 @@ class Database:
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         """One transaction: what the block writes, the events it emits (outbox rows) and, for a
         consumer, the processed-event record commit together or not at all."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire(timeout=self.acquire_timeout) as conn, conn.transaction():
             uow = UnitOfWork(conn)
             yield uow
             await uow.flush()
@@ -97,19 +101,24 @@ class Database:
     # Statements outside any unit of work (the API's reads, seeding): a repository can take
     # the Database where it would take a transaction's connection.
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return await self.pool.fetch(query, *args)
+        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+            return await conn.fetch(query, *args)
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(query, *args)
+        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+            return await conn.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        return await self.pool.fetchval(query, *args)
+        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+            return await conn.fetchval(query, *args)
 
     async def execute(self, query: str, *args: Any) -> str:
-        return await self.pool.execute(query, *args)
+        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+            return await conn.execute(query, *args)
 
     async def executemany(self, query: str, args: Any) -> None:
-        await self.pool.executemany(query, args)
+        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+            await conn.executemany(query, args)
 
 
 # What a repository runs its statements on: a unit of work's connection, or the Database (its

@@ -7,6 +7,9 @@ import time
 from collections.abc import Awaitable, Callable, Container, Mapping
 from typing import Annotated, Any
 
+import asyncpg
+import httpx
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,6 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import ExpiredCredential, InvalidCredential, KeyStore, Principal, verify_credential
+from shared.failures import is_transient
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 PROBLEM = "application/problem+json"
 
@@ -74,6 +81,11 @@ def invalid_params(errors: list[dict]) -> list[dict[str, str]]:
     return [{"name": _field_name(e["loc"]), "reason": e["msg"]} for e in errors]
 
 
+# What a dependency that is down raises (shared.failures sorts out which of them are transient).
+DEPENDENCY_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, KafkaError, httpx.TransportError)
+RETRY_AFTER_SECONDS = 5
+
+
 def install_conventions(app: FastAPI, api_version: str, max_body_bytes: int) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
@@ -93,6 +105,28 @@ def install_conventions(app: FastAPI, api_version: str, max_body_bytes: int) -> 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    async def _dependency(_: Request, exc: Exception) -> JSONResponse:
+        """The database or broker is unavailable: 503 at once, never a hang or a 500."""
+        if not is_transient(exc):
+            log.error("request failed", error=type(exc).__name__, exc_info=exc)
+            return problem_response(500, "Internal error")
+        log.warning("dependency unavailable; answered 503", error=type(exc).__name__)
+        return problem_response(
+            503,
+            "Service temporarily unavailable",
+            "the database or the message broker is unavailable; nothing was stored, try again shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    for dependency_failure in DEPENDENCY_FAILURES:
+        app.add_exception_handler(dependency_failure, _dependency)
+
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the exception after this answer (its server-error handler re-raises).
+        return problem_response(500, "Internal error")
+
+    app.add_exception_handler(Exception, _bug)
 
     app.add_middleware(ApiVersionHeader, version=api_version)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)

@@ -88,6 +88,7 @@ class OutboxRelay:
         self.standby_rounds = 0  # tries to take the lead that found another leader
         self.published = 0
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     async def publish_pending(self, conn: Any) -> int:
@@ -107,6 +108,8 @@ class OutboxRelay:
         conn = await connect(self.database_url, self.passfile, application_name=self.name)
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+                if self._stopping:
+                    return  # a standby has nothing to flush: the leader publishes
                 self.standby_rounds += 1
                 await asyncio.sleep(self.poll_seconds)  # a standby: another instance leads
             self.leading = True
@@ -116,6 +119,8 @@ class OutboxRelay:
                 self._wake.clear()
                 if await self.publish_pending(conn) == self.batch_size:
                     continue  # more is waiting
+                if self._stopping:
+                    return  # flushed: what the last transactions committed is on the broker
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
         finally:
@@ -124,7 +129,7 @@ class OutboxRelay:
                 await asyncio.shield(conn.close())  # closing the session releases the lock
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._lead()
             except asyncio.CancelledError:
@@ -137,8 +142,14 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
-    async def stop(self) -> None:
+    async def stop(self, flush_seconds: float = 0.0) -> None:
+        """Publish what is pending (for up to `flush_seconds`), then stop. Whatever is left
+        stays in the outbox for the next leader: stopping early loses nothing."""
         if self._task:
+            self._stopping = True
+            self._wake.set()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=flush_seconds)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

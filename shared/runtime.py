@@ -32,7 +32,12 @@ class ServiceRuntime:
     def __init__(self, settings: ServiceSettings, migrations_dir: Path | None = None) -> None:
         self.settings = settings
         self.migrations_dir = migrations_dir
-        self.db = Database(settings.database_url, settings.pgpassfile, pool_size=settings.db_pool_size)
+        self.db = Database(
+            settings.database_url,
+            settings.pgpassfile,
+            pool_size=settings.db_pool_size,
+            acquire_timeout=settings.db_acquire_timeout_seconds,
+        )
         client_id = f"ido-{settings.service_name}"
         self.broker = make_broker(settings.kafka_bootstrap_servers, client_id=client_id)
         self.events = EventFactory(service=settings.service_name, oin=settings.oin, base_url=settings.public_base_url)
@@ -54,7 +59,9 @@ class ServiceRuntime:
             batch_wait_ms=settings.consumer_batch_wait_ms,
             commit_seconds=settings.consumer_commit_seconds,
             concurrency=min(settings.consumer_concurrency, settings.db_pool_size - 2),
+            max_backoff_seconds=settings.consumer_max_backoff_seconds,
         )
+        self.draining = False  # SIGTERM received: readiness says so while requests finish
         self.keys = KeyStore(settings.credential_keys_dir)
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = [self._forget_processed]
         self._tasks: list[asyncio.Task[None]] = []
@@ -97,14 +104,22 @@ class ServiceRuntime:
         self._background.append(run)
 
     async def stop(self) -> None:
+        """After the last HTTP request: finish the batches in hand and commit their offsets, stop
+        consuming, publish what the outbox still holds, close. Whatever a hard stop cuts short is
+        kept: uncommitted records are read again (and skipped as duplicates), outbox rows wait."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.relay.stop()
+        await self.consumer.close()
         await self.broker.stop()
+        await self.relay.stop(flush_seconds=2.0)
         if self.relay.producer is not None:
             await self.relay.producer.stop()
         await self.db.close()
+        log.info("service stopped")
+
+    async def accepting(self) -> bool:
+        return not self.draining
 
     async def revocations_ready(self) -> bool:
         return self.revocations.loaded
@@ -139,8 +154,14 @@ class ServiceRuntime:
             docs_url="/v1/docs",
             redoc_url=None,
         )
+        app.state.runtime = self  # serve() marks it draining on SIGTERM
         install_conventions(app, api_version, max_body_bytes)
-        checks = {"database": self.database_ready, "broker": self.broker_ready, "revocations": self.revocations_ready}
+        checks = {
+            "accepting": self.accepting,  # false from SIGTERM on: take this instance out of rotation
+            "database": self.database_ready,
+            "broker": self.broker_ready,
+            "revocations": self.revocations_ready,
+        }
         app.include_router(health_router(checks))
 
         @app.get("/v1/schemas/{name}.json", tags=["events"], summary="JSON Schema of an event type's data")
@@ -162,7 +183,51 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with a drain before it stops: on SIGTERM (or SIGINT) readiness answers 503 for
+    `drain_seconds` while requests are still served, then uvicorn stops taking connections,
+    finishes the requests in flight and runs the lifespan's shutdown (ServiceRuntime.stop). A
+    second signal, or `shutdown_seconds` passing, ends it at once: nothing is lost that way
+    either (see ServiceRuntime.stop)."""
+
+    def __init__(self, config: uvicorn.Config, runtime: "ServiceRuntime | None", settings: ServiceSettings) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+        self.drain_seconds = settings.shutdown_drain_seconds
+        self.shutdown_seconds = settings.shutdown_seconds
+        self._signalled = False
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        loop = asyncio.get_event_loop()
+        if self._signalled:
+            log.warning("second stop signal: stopping now")
+            self.force_exit = True
+            self.should_exit = True
+            return
+        self._signalled = True
+        log.info("stop signal: draining", drain_seconds=self.drain_seconds)
+        if self.runtime is not None:
+            self.runtime.draining = True
+        loop.call_later(self.drain_seconds, self._stop)
+        loop.call_later(self.shutdown_seconds, self._force)
+
+    def _stop(self) -> None:
+        self.should_exit = True
+
+    def _force(self) -> None:
+        log.warning("shutdown took too long: stopping now", shutdown_seconds=self.shutdown_seconds)
+        self.force_exit = True
+        self.should_exit = True
+
+
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     configure_logging(settings.service_name, settings.log_level)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
-    asyncio.run(uvicorn.Server(config).serve())
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds) - 7),  # requests in flight
+    )
+    asyncio.run(DrainingServer(config, getattr(app.state, "runtime", None), settings).serve())

@@ -84,6 +84,15 @@ class ServiceSettings(InfraSettings):
     # Offsets are committed after a handled batch at most this often (0: after every batch).
     consumer_commit_seconds: float = Field(1.0, ge=0, validation_alias="IDO_CONSUMER_COMMIT_SECONDS")
     consumer_concurrency: int = Field(8, ge=1, validation_alias="IDO_CONSUMER_CONCURRENCY")
+    # While the database or the broker is unavailable, a consumer holds its batch and tries again
+    # after at most this long (backing off from IDO_CONSUMER_BACKOFF_SECONDS).
+    consumer_max_backoff_seconds: float = Field(5.0, gt=0, validation_alias="IDO_CONSUMER_MAX_BACKOFF_SECONDS")
+    # On SIGTERM: how long readiness answers 503 before the server stops taking connections
+    # (so a load balancer stops sending), and how long the whole shutdown may take.
+    shutdown_drain_seconds: float = Field(1.0, ge=0, validation_alias="IDO_SHUTDOWN_DRAIN_SECONDS")
+    shutdown_seconds: float = Field(10.0, gt=0, validation_alias="IDO_SHUTDOWN_SECONDS")
+    # How long a request waits for a database connection before it is answered 503.
+    db_acquire_timeout_seconds: float = Field(2.0, gt=0, validation_alias="IDO_DB_ACQUIRE_TIMEOUT_SECONDS")
     # Per credential and service instance: average requests per second, and the burst allowed.
     rate_limit_per_second: float = Field(20.0, gt=0, validation_alias="IDO_RATE_LIMIT_PER_SECOND")
     rate_limit_burst: int = Field(100, ge=1, validation_alias="IDO_RATE_LIMIT_BURST")

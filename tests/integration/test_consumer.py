@@ -4,6 +4,7 @@ a handler's writes commit together with the processed record or not at all."""
 
 import json
 
+import asyncpg
 import pytest
 
 from shared.consuming import EventConsumer, PermanentError
@@ -116,6 +117,38 @@ async def test_transient_failures_are_retried_with_backoff(infra, db, topic, uni
     assert await running.effects("hr-flaky") == 1, "the failed attempts' writes were rolled back"
 
 
+async def test_a_dependency_failure_holds_the_record_past_every_attempt_and_never_dead_letters_it(
+    infra, db, topic, unique, publisher
+):
+    """The database away for longer than all attempts together: the record is not at fault. It
+    waits (with the batch) and is applied once the dependency is back, not dead-lettered."""
+    failures = [
+        ConnectionRefusedError("database down"),
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.SerializationError("could not serialize access"),
+        TimeoutError("no connection from the pool in time"),
+    ] * 3  # 12 failures against max_attempts=2
+
+    async def away_for_a_while(event, data, uow):
+        await count(event, data, uow)
+        if failures:
+            raise failures.pop(0)
+
+    dlq = await TopicReader(infra.kafka_bootstrap_servers, dlq_topic(topic)).start(from_end=True)
+    async with Running(infra, db, topic, unique, handler=away_for_a_while, max_attempts=2, max_backoff_seconds=0.05):
+        await publish_event(publisher, help_requested("hr-held"), topic)
+        await publish_event(publisher, help_requested("hr-after"), topic)
+        await eventually(lambda: running_effects(db, "hr-after"), timeout=20)
+    assert failures == [], "every failure was met"
+    assert await running_effects(db, "hr-held") == 1, "applied once, after the dependency came back"
+    assert await dlq.until(lambda r: True, timeout=2) == [], "nothing was dead-lettered"
+    await dlq.stop()
+
+
+async def running_effects(db, key: str) -> int:
+    return await db.fetchval("SELECT coalesce(sum(n), 0) FROM effects WHERE key = $1", key)
+
+
 async def test_after_the_last_attempt_the_event_is_dead_lettered_and_the_consumer_carries_on(
     infra, db, topic, unique, publisher
 ):
@@ -216,3 +249,31 @@ async def test_a_folded_batch_counts_each_event_once_and_dead_letters_only_the_p
         await dlq.stop()
     assert await db.fetchval("SELECT sum(n) FROM effects") == 40, "each event once, duplicates included"
     assert dict(record.headers)["ido-dlq-reason"].decode().startswith("failed after 2 attempts")
+
+
+async def test_a_folded_batch_is_held_while_the_database_is_away(infra, db, topic, unique, publisher):
+    await db.pool.execute("CREATE TABLE IF NOT EXISTS effects (key text PRIMARY KEY, n int NOT NULL)")
+    failures = [ConnectionResetError("connection lost")] * 6
+
+    async def fold(events, uow) -> None:
+        for event, data in events:
+            await count(event, data, uow)
+        if failures:
+            raise failures.pop(0)
+
+    broker = make_broker(infra.kafka_bootstrap_servers, client_id="ido-tests-folded")
+    consumer = EventConsumer(
+        broker, db, group_id=f"test-{unique}", backoff_seconds=0.01, max_attempts=2, max_backoff_seconds=0.05
+    )
+    consumer.subscribe_folded({topic: ("HelpRequested",)}, fold)
+    dlq = await TopicReader(infra.kafka_bootstrap_servers, dlq_topic(topic)).start(from_end=True)
+    for i in range(10):
+        await publish_event(publisher, help_requested(f"hr-h{i}"), topic)
+    await broker.start()
+    try:
+        await eventually(lambda: db.fetchval("SELECT count(*) = 10 FROM effects WHERE key LIKE 'hr-h%'"), timeout=20)
+    finally:
+        await broker.stop()
+    assert await db.fetchval("SELECT sum(n) FROM effects WHERE key LIKE 'hr-h%'") == 10, "each once"
+    assert await dlq.until(lambda r: True, timeout=2) == []
+    await dlq.stop()
