@@ -5,6 +5,8 @@ ido keys revoke CREDENTIAL_ID        every service refuses it from then on
 ido keys list                        issued credentials, without secrets
 ido keys rotate                      sign new credentials with a new key
 ido topics apply [--check]           create missing topics, converge their configs, report drift
+ido dlq list [--topic T]             what the consumers parked, and why
+ido dlq redrive --topic T --id ID | --all   put parked records back on their topic, once
 ido db setup                         create each service's role and database (idempotent)
 ido db migrate [--service NAME]      apply the services' missing schema migrations
 ido privacy erase --help-request ID  erase a visit's contact details and notes now
@@ -24,11 +26,11 @@ from pathlib import Path
 
 import httpx
 
-from shared import access, credentials, migrations, reference
+from shared import access, credentials, dlq, migrations, reference
 from shared.auth import KeyStore, Role
 from shared.db import setup_service_databases
 from shared.events import asyncapi, catalog
-from shared.kafka import apply_platform_topics, client_config
+from shared.kafka import apply_platform_topics, client_config, referral_organisations
 from shared.settings import REPO_ROOT, SERVICES, InfraSettings
 
 # An operator command's own credential: long enough for a rebuild, no longer.
@@ -184,6 +186,49 @@ def _access_apply(args: argparse.Namespace, settings: InfraSettings) -> bool:
     return bool(report.granted or report.removed)
 
 
+def _dlq_topics(args: argparse.Namespace, settings: InfraSettings) -> list[str]:
+    """The topics whose DLQ to look at: the one named, else every platform topic's that holds any."""
+    if args.topic:
+        return [args.topic.removesuffix(".dlq")]
+    organisations = asyncio.run(referral_organisations(settings.kafka_bootstrap_servers))
+    topics = [t for t in catalog.all_topics(sorted(set(reference.AGENCIES) | organisations)) if not t.endswith(".dlq")]
+    ends = asyncio.run(dlq.end_offsets(settings.kafka_bootstrap_servers, [catalog.dlq_topic(t) for t in topics]))
+    holding = {tp.topic for tp, end in ends.items() if end}
+    return [t for t in topics if catalog.dlq_topic(t) in holding]
+
+
+def _dlq_list(args: argparse.Namespace, settings: InfraSettings) -> int:
+    total = waiting = 0
+    print(f"{'topic':28}  {'id':9}  {'parked at':20}  {'event type':32}  {'event id':36}  {'status':22}  reason")
+    for topic in _dlq_topics(args, settings):
+        for p in asyncio.run(dlq.parked(settings.kafka_bootstrap_servers, topic)):
+            total += 1
+            waiting += p.redriven_at is None
+            status = f"redriven {p.redriven_at}" if p.redriven_at else "parked"
+            print(
+                f"{p.topic:28}  {p.id:9}  {p.parked_at:%Y-%m-%d %H:%M:%S}     {p.event_type[:32]:32}  "
+                f"{p.event_id[:36]:36}  {status:22}  {p.consumer}: {p.reason[:200]}"
+            )
+    print(f"ido: {total} dead-lettered records, {waiting} parked (not redriven)", file=sys.stderr)
+    return 0
+
+
+def _dlq_redrive(args: argparse.Namespace, settings: InfraSettings) -> int:
+    topic = args.topic.removesuffix(".dlq")
+    done = asyncio.run(dlq.redrive(settings.kafka_bootstrap_servers, topic, None if args.all else args.id))
+    for record_id in done.redriven:
+        print(f"  redriven {record_id} to {topic}", file=sys.stderr)
+    for record_id in done.already:
+        print(f"  {record_id} was redriven before; left", file=sys.stderr)
+    for record_id in done.unknown:
+        print(f"  no record {record_id} in {catalog.dlq_topic(topic)}", file=sys.stderr)
+    print(
+        f"ido: {len(done.redriven)} redriven, {len(done.already)} redriven before, {len(done.unknown)} not found",
+        file=sys.stderr,
+    )
+    return 1 if done.unknown else 0
+
+
 def _db_setup(_: argparse.Namespace, settings: InfraSettings) -> int:
     created = asyncio.run(setup_service_databases(settings))
     print(f"ido: {len(SERVICES)} service databases present, {len(created)} objects created", file=sys.stderr)
@@ -291,6 +336,17 @@ def parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("--check", action="store_true", help="only report differences (exit 1 if any)")
     apply.set_defaults(run=_topics_apply)
+
+    dead = sub.add_parser("dlq", help="dead-lettered records").add_subparsers(dest="action", required=True)
+    listing = dead.add_parser("list", help="what the consumers parked, and why (never the event's data)")
+    listing.add_argument("--topic", help="one topic's DLQ (default: every DLQ that holds records)")
+    listing.set_defaults(run=_dlq_list)
+    again = dead.add_parser("redrive", help="put parked records back on their topic, each once")
+    again.add_argument("--topic", required=True)
+    which = again.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", action="append", metavar="PARTITION-OFFSET", help="a record (repeatable)")
+    which.add_argument("--all", action="store_true", help="every record not redriven before")
+    again.set_defaults(run=_dlq_redrive)
 
     db = sub.add_parser("db", help="PostgreSQL").add_subparsers(dest="action", required=True)
     db.add_parser("setup", help="create each service's role and database").set_defaults(run=_db_setup)
