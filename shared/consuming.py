@@ -29,10 +29,11 @@ from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
 from shared.db import Database
-from shared.events.catalog import EventData, data_model, dlq_topic
+from shared.events.catalog import EVENT_TYPES, EventData, data_model, dlq_topic
 from shared.events.envelope import CloudEvent, InvalidEvent, parse_event
 from shared.failures import is_transient
 from shared.logging import bound_context, get_logger
+from shared.privacy import contains_bsn
 from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
@@ -47,6 +48,17 @@ Fold = Callable[[list[tuple[CloudEvent, Any]], UnitOfWork], Awaitable[None]]
 class PermanentError(Exception):
     """The event can never be processed (e.g. it refers to something that cannot exist):
     retrying is pointless, so it goes to the DLQ at once."""
+
+
+def _holds_bsn(value: Any) -> bool:
+    """Any text in the event's data (not its sealed part, which is ciphertext) with a BSN."""
+    if isinstance(value, str):
+        return contains_bsn(value)
+    if isinstance(value, dict):
+        return any(_holds_bsn(v) for k, v in value.items() if k != "sealed")
+    if isinstance(value, list):
+        return any(_holds_bsn(v) for v in value)
+    return False
 
 
 class TopicMap(dict[str, V]):
@@ -259,7 +271,14 @@ class EventConsumer:
         except InvalidEvent as exc:
             await self.dead_letter(topic, body, record, str(exc), attempts=0)
             return None
+        if event.name not in EVENT_TYPES:
+            await self.dead_letter(topic, body, record, f"unknown event type {event.type[:100]}", attempts=0)
+            return None
         if event.name not in types:
+            return None  # another consumer's event type on a shared topic
+        if _holds_bsn(event.data):
+            reason = "data holds what looks like a BSN; the IDO may not process one (not read further)"
+            await self.dead_letter(topic, body, record, reason, attempts=0)
             return None
         try:
             return event, data_model(event.name).model_validate(event.data)

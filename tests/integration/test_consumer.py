@@ -89,7 +89,7 @@ async def test_a_poison_record_goes_to_the_dlq_and_the_next_record_is_processed(
 
 async def test_event_data_failing_its_schema_is_dead_lettered_without_its_values(infra, db, topic, unique, publisher):
     event = help_requested("hr-bad").model_copy(
-        update={"data": {"help_request_id": "hr-bad", "library": "BSN 111222333"}}
+        update={"data": {"help_request_id": "hr-bad", "library": "a-value-not-to-repeat"}}
     )
     dlq = await TopicReader(infra.kafka_bootstrap_servers, dlq_topic(topic)).start(from_end=False)
     async with Running(infra, db, topic, unique) as running:
@@ -98,7 +98,25 @@ async def test_event_data_failing_its_schema_is_dead_lettered_without_its_values
         assert await running.effects("hr-bad") == 0
     await dlq.stop()
     reason = dict(record.headers)["ido-dlq-reason"].decode()
-    assert "channel" in reason and "questions" in reason and "111222333" not in reason
+    assert "channel" in reason and "questions" in reason and "a-value-not-to-repeat" not in reason
+
+
+async def test_an_unknown_event_type_and_a_bsn_in_the_data_are_dead_lettered_at_once(
+    infra, db, topic, unique, publisher
+):
+    valid = help_requested("hr-bsn")
+    with_bsn = valid.model_copy(update={"data": {**valid.data, "note": "zijn BSN is 111222333"}})
+    unknown = help_requested("hr-unknown").model_copy(update={"type": "nl.ido.NoSuchThing"})
+    dlq = await TopicReader(infra.kafka_bootstrap_servers, dlq_topic(topic)).start(from_end=False)
+    async with Running(infra, db, topic, unique) as running:
+        await publish_event(publisher, with_bsn, topic)
+        await publish_event(publisher, unknown, topic)
+        parked = await dlq.until(lambda r: r.key in (b"hr-bsn", b"hr-unknown"), count=2)
+        assert await running.effects("hr-bsn") == 0
+    await dlq.stop()
+    reasons = {r.key: dict(r.headers)["ido-dlq-reason"].decode() for r in parked}
+    assert reasons[b"hr-unknown"] == "unknown event type nl.ido.NoSuchThing"
+    assert "BSN" in reasons[b"hr-bsn"] and "111222333" not in reasons[b"hr-bsn"]
 
 
 async def test_transient_failures_are_retried_with_backoff(infra, db, topic, unique, publisher):
