@@ -10,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 LOCAL  := deploy/local
 
-.PHONY: up down test unit lint status logs install infra bench clean demo
+.PHONY: up down test faults unit lint status logs install infra bench clean demo
 .DEFAULT_GOAL := up
 
 $(BIN)/python:
@@ -56,6 +56,11 @@ status:
 
 test: install
 	$(BIN)/pytest
+
+# The fault suite: kills, Kafka and PostgreSQL outages and poison under load (tests/faults),
+# on the system as `make up` runs it; prints its table. Smaller counts: IDO_FAULT_REQUESTS=...
+faults: install
+	$(BIN)/pytest -m faults tests/faults -s
 
 unit: install
 	$(BIN)/pytest tests/unit

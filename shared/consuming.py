@@ -19,6 +19,7 @@ For each record:
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -50,14 +51,19 @@ class PermanentError(Exception):
     retrying is pointless, so it goes to the DLQ at once."""
 
 
-def _holds_bsn(value: Any) -> bool:
-    """Any text in the event's data (not its sealed part, which is ciphertext) with a BSN."""
+_IDENTIFIER = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _holds_bsn(value: Any, key: str = "") -> bool:
+    """Any text in the event's data with a BSN. Not its identifiers (a UUID's digit groups can
+    pass the elfproef) nor its sealed part (ciphertext): those are not text anyone typed."""
     if isinstance(value, str):
-        return contains_bsn(value)
+        identifier = key == "id" or key.endswith("_id") or _IDENTIFIER.fullmatch(value)
+        return not identifier and contains_bsn(value)
     if isinstance(value, dict):
-        return any(_holds_bsn(v) for k, v in value.items() if k != "sealed")
+        return any(_holds_bsn(v, k) for k, v in value.items() if k != "sealed")
     if isinstance(value, list):
-        return any(_holds_bsn(v) for v in value)
+        return any(_holds_bsn(v, key) for v in value)
     return False
 
 

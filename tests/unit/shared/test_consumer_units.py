@@ -202,3 +202,20 @@ async def test_permanent_error_is_dead_lettered_without_retry():
     [dlq] = broker.published
     assert dlq["headers"]["ido-dlq-attempts"] == "1"
     assert dlq["headers"]["ido-dlq-reason"] == "permanent: no such help request"
+
+
+def test_identifiers_and_sealed_data_are_not_read_as_a_bsn_but_free_text_is():
+    import uuid
+
+    from shared.consuming import _holds_bsn
+    from shared.privacy import contains_bsn
+
+    # A UUID whose digit groups pass the elfproef, as 0.7% of random ones do.
+    tricky = "82dd503d-aad4-4265-8631-31f2f06b60ee"
+    assert contains_bsn(tricky), "the trap: read as text, this UUID holds a BSN"
+    ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, str(i))) for i in range(2000)]
+    data = {"help_request_id": tricky, "decisions": [{"referral_id": i} for i in ids], "sealed": "x/111222333/y"}
+    assert not _holds_bsn(data)
+    assert not _holds_bsn({"referral": tricky, "items": ids})
+    assert _holds_bsn({**data, "note": "BSN 111222333"})
+    assert _holds_bsn({"decisions": [{"reason": "zijn bsn: 111 222 333"}]})

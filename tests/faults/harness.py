@@ -1,0 +1,285 @@
+"""The fault suite's tools: the running system (deploy/local, as `make up` runs it), a steady load
+of help requests, faults (SIGKILL, stopping Kafka or PostgreSQL), and the verdict: what was
+offered, accepted, stored, delivered, duplicated and lost, read from the services' own
+databases and the agency's topic."""
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from shared.db import connect
+from shared.events import catalog
+from shared.kafka import consumer_client, topic_partitions
+from shared.settings import REPO_ROOT, InfraSettings
+
+LOCAL = REPO_ROOT / "deploy" / "local"
+RUN = REPO_ROOT / ".local" / "run"
+SERVICES = ("intake", "routing", "courses", "subsidy", "reporting")
+PORTS = {"intake": 8001, "routing": 8002, "courses": 8003, "subsidy": 8004, "reporting": 8005}
+AGENCY_TOPIC = catalog.referral_topic("belastingdienst")
+VISIT = {
+    "channel": "walk_in",
+    "questions": [{"category": "digital_government", "theme": "toeslagen", "subtheme": "huurtoeslag"}],
+    "referral": {"consent": True, "contact_preference": "phone", "contact": {"name": "T. Est", "phone": "0612345678"}},
+}
+
+
+def scaled(name: str, default: int) -> int:
+    """A count of the suite, smaller in CI when IDO_FAULT_<NAME> says so."""
+    return int(os.environ.get(f"IDO_FAULT_{name}", default))
+
+
+def base(service: str, instance: int = 0) -> str:
+    return f"http://127.0.0.1:{PORTS[service] + 100 * instance}"
+
+
+def instance_name(service: str, k: int) -> str:
+    return service if k == 0 else f"{service}-{k}"
+
+
+def local(script: str, action: str, **env: str) -> None:
+    result = subprocess.run(
+        [str(LOCAL / f"{script}.sh"), action], capture_output=True, text=True, timeout=300, env={**os.environ, **env}
+    )
+    assert result.returncode == 0, f"{script}.sh {action}: {result.stderr[-2000:]}"
+
+
+def kill(service: str, k: int) -> None:
+    """SIGKILL one instance: no shutdown, no flush, no commit."""
+    pid = int((RUN / f"{instance_name(service, k)}.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+
+
+def running() -> set[str]:
+    """The service instances whose process is alive."""
+    alive = set()
+    for pidfile in RUN.glob("*.pid"):
+        name = pidfile.stem
+        if name.split("-")[0] not in SERVICES:
+            continue
+        try:
+            os.kill(int(pidfile.read_text()), 0)
+            alive.add(name)
+        except (ProcessLookupError, ValueError):
+            pass
+    return alive
+
+
+def stop(instances: set[str]) -> None:
+    """SIGTERM these instances (a graceful stop) and wait for them."""
+    pids = [int((RUN / f"{name}.pid").read_text()) for name in instances]
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def restart(instances: int) -> None:
+    """Start every instance that is not running (services.sh start waits until they are healthy)."""
+    local("services", "start", INSTANCES=str(instances))
+
+
+@dataclass
+class Load:
+    """POST a visit `count` times at `rate` per second, round robin over intake's instances.
+    Each answer is recorded: 201 accepted; anything else (or no answer) refused, by kind."""
+
+    token: str
+    location: str
+    count: int
+    rate: float
+    instances: int = 2
+    accepted: list[str] = field(default_factory=list)
+    refused: Counter = field(default_factory=Counter)
+    unavailable: list[tuple[float, dict[str, str]]] = field(default_factory=list)  # 503s: seconds, headers
+
+    async def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        visit = {**VISIT, "location": self.location}
+        started = time.monotonic()
+        slots = asyncio.Semaphore(64)
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+
+            async def one(i: int) -> None:
+                async with slots:
+                    url = f"{base('intake', i % self.instances)}/v1/help-requests"
+                    sent = time.monotonic()
+                    try:
+                        answer = await client.post(
+                            url, json=visit, headers={**headers, "Idempotency-Key": uuid.uuid4().hex}
+                        )
+                    except httpx.HTTPError as exc:
+                        self.refused[type(exc).__name__] += 1
+                        return
+                    if answer.status_code == 201:
+                        self.accepted.append(answer.json()["id"])
+                        return
+                    self.refused[answer.status_code] += 1
+                    if answer.status_code == 503:
+                        self.unavailable.append((time.monotonic() - sent, dict(answer.headers)))
+
+            tasks = []
+            for i in range(self.count):
+                await asyncio.sleep(max(0.0, started + i / self.rate - time.monotonic()))
+                tasks.append(asyncio.create_task(one(i)))
+            await asyncio.gather(*tasks)
+
+
+async def register_location(token: str) -> str:
+    """A location of this run's own, so its visits can be told apart from every other test's."""
+    code = f"fault-{uuid.uuid4().hex[:8]}"
+    place = {"name": "IDO storingstest", "postcode": "5911 AA", "city": "Venlo", "municipality": "venlo"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.put(
+            f"{base('intake')}/v1/locations/{code}", json=place, headers={"Authorization": f"Bearer {token}"}
+        )
+    assert answer.status_code == 200, answer.text
+    return code
+
+
+async def topic_ends(infra: InfraSettings, topic: str) -> dict[Any, int]:
+    consumer = consumer_client(infra.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.end_offsets(await topic_partitions(infra.kafka_bootstrap_servers, topic))
+    finally:
+        await consumer.stop()
+
+
+async def records_since(infra: InfraSettings, topic: str, since: dict[Any, int]) -> list[Any]:
+    """Every record on `topic` after the offsets `since`, to the current end."""
+    consumer = consumer_client(
+        infra.kafka_bootstrap_servers, enable_auto_commit=False, max_partition_fetch_bytes=4 << 20
+    )
+    await consumer.start()
+    try:
+        partitions = await topic_partitions(infra.kafka_bootstrap_servers, topic)
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, since.get(tp, 0))
+        ends = await consumer.end_offsets(partitions)
+        found: list[Any] = []
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                found += batch
+        return found
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class Verdict:
+    offered: int
+    accepted: int
+    stored: int  # visits intake holds for the run (a request cut off mid-answer may be stored too)
+    referred: int
+    referral_rows: int  # routing's referrals (one per visit: one referred question each)
+    delivered: int  # distinct referrals on the agency's topic
+    duplicate_records: int  # records of an event id seen again (consumers absorb them)
+    duplicated_effects: int  # referrals with two different events, visits counted twice
+    lost: int  # accepted but not stored, referred, delivered or counted
+    reported: int  # visits in reporting's read model
+    counted: int  # reporting's counters for the run's location
+    settle_seconds: float
+
+    def row(self, name: str, recovery: str = "") -> str:
+        return (
+            f"| {name} | {self.offered} | {self.accepted} | {self.delivered} | {self.duplicated_effects} "
+            f"| {self.lost} | {self.settle_seconds:.1f} s{recovery} |"
+        )
+
+
+async def verdict(infra: InfraSettings, load: Load, since: dict[Any, int], timeout: float = 180) -> Verdict:
+    """Wait until every visit of the run has been routed, delivered and counted (or `timeout`),
+    then count: nothing lost, nothing applied twice."""
+    started = time.monotonic()
+    intake = await connect(infra.service_database_url("intake"), infra.pgpassfile)
+    routing = await connect(infra.service_database_url("routing"), infra.pgpassfile)
+    reporting = await connect(infra.service_database_url("reporting"), infra.pgpassfile)
+    try:
+        while True:
+            rows = await intake.fetch(
+                "SELECT id, status FROM help_requests WHERE request->>'location' = $1", load.location
+            )
+            ids = [r["id"] for r in rows]
+            referred_ids = {r["id"] for r in rows if r["status"] == "referred"}
+            referred = len(referred_ids)
+            referrals = await routing.fetchval("SELECT count(*) FROM referrals WHERE help_request_id = ANY($1)", ids)
+            version = await reporting.fetchval("SELECT version FROM active_version")
+            reported_ids = {
+                r["help_request_id"]
+                for r in await reporting.fetch(
+                    "SELECT help_request_id FROM question_rows WHERE version = $1 AND help_request_id = ANY($2)",
+                    version,
+                    ids,
+                )
+            }
+            reported = len(reported_ids)
+            counted = await reporting.fetchval(
+                "SELECT coalesce(sum(n), 0) FROM question_counts WHERE version = $1 AND location = $2",
+                version,
+                load.location,
+            )
+            done = referred == referrals == reported == counted == len(ids) and len(ids) >= len(load.accepted)
+            if done or time.monotonic() - started > timeout:
+                break
+            await asyncio.sleep(1)
+        settle = time.monotonic() - started
+        records = await records_since(infra, AGENCY_TOPIC, since)
+    finally:
+        for conn in (intake, routing, reporting):
+            await conn.close()
+    mine = set(ids)
+    events_by_referral: dict[str, set[str]] = {}
+    seen: Counter = Counter()
+    for record in records:
+        event = json.loads(record.value)
+        if event["data"].get("help_request_id") in mine:
+            events_by_referral.setdefault(event["data"]["referral_id"], set()).add(event["id"])
+            seen[event["id"]] += 1
+    twice = sum(len(e) > 1 for e in events_by_referral.values()) + max(0, counted - len(ids))
+    accepted = set(load.accepted)
+    delivered_visits = {json.loads(r.value)["data"]["help_request_id"] for r in records} & mine
+    return Verdict(
+        offered=load.count,
+        accepted=len(accepted),
+        stored=len(ids),
+        referred=referred,
+        referral_rows=referrals,
+        delivered=len(events_by_referral),
+        duplicate_records=sum(n - 1 for n in seen.values()),
+        duplicated_effects=twice,
+        lost=len(accepted - (referred_ids & delivered_visits & reported_ids)),
+        reported=reported,
+        counted=counted,
+        settle_seconds=settle,
+    )
+
+
+def spread(n: int, duration: float) -> list[float]:
+    """`n` random moments in [0, duration), one in each of n equal slices."""
+    return [(k + random.random()) * duration / n for k in range(n)]

@@ -1,0 +1,200 @@
+"""Proven under faults (issue 12.4), on the system as `make up` runs it (two instances of every
+service): help requests at a steady rate while services are killed, Kafka or PostgreSQL is
+stopped, or poison is mixed in; afterwards every accepted request is stored, routed, delivered to
+the agency's topic once per referral and counted once by reporting. Counts come from
+IDO_FAULT_REQUESTS (10,000) and IDO_FAULT_POISON (1,000); CI runs fewer. Each test prints its
+row of the table: offered, accepted, delivered, duplicated effects, lost, settle time."""
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+
+from shared.events import catalog
+from shared.kafka import producer_client
+from tests.e2e.conftest import credential
+from tests.faults import harness
+from tests.faults.harness import SERVICES, Load, base, kill, local, restart, scaled, spread, verdict
+from tests.kafkatools import TopicReader
+
+pytestmark = [pytest.mark.infra, pytest.mark.faults]
+
+INSTANCES = 2
+REQUESTS = scaled("REQUESTS", 10_000)
+OUTAGE = scaled("OUTAGE_SECONDS", 20)
+TABLE: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def system(infra):
+    """Two instances of every service; those this suite started are stopped after it."""
+    before = harness.running()
+    restart(INSTANCES)
+    yield
+    harness.stop(harness.running() - before)
+    print("\n| fault | offered | accepted | delivered | duplicated effects | lost | settled after |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(TABLE))
+
+
+@pytest.fixture(scope="module")
+def token(system) -> str:
+    return credential("--library", "venlo")
+
+
+async def run(infra, token: str, count: int, rate: float, fault) -> tuple[Load, harness.Verdict, float]:
+    """The load and the fault side by side; the verdict once both are done."""
+    load = Load(token, await harness.register_location(token), count, rate, INSTANCES)
+    since = await harness.topic_ends(infra, harness.AGENCY_TOPIC)
+    started = time.monotonic()
+    await asyncio.gather(load.run(), fault())
+    fault_over = time.monotonic() - started
+    return load, await verdict(infra, load, since), fault_over
+
+
+def assert_nothing_lost(load: Load, found: harness.Verdict) -> None:
+    assert found.accepted > 0
+    assert found.lost == 0, found
+    assert found.duplicated_effects == 0, found
+    assert found.stored == found.referred == found.referral_rows == found.delivered == found.reported, found
+    assert found.counted == found.stored, found
+
+
+async def test_f1_each_service_killed_three_times_under_load(infra, token):
+    duration = max(60.0, REQUESTS / 110)
+    kills = [SERVICES[k % len(SERVICES)] for k in range(3 * len(SERVICES))]
+
+    async def fault() -> None:
+        started = time.monotonic()
+        for at, service in zip(spread(len(kills), duration * 0.8), kills, strict=True):
+            await asyncio.sleep(max(0.0, started + at - time.monotonic()))
+            for k in range(INSTANCES):  # the whole service goes down, then comes back
+                kill(service, k)
+            await asyncio.to_thread(restart, INSTANCES)
+
+    load, found, _ = await run(infra, token, REQUESTS, REQUESTS / duration, fault)
+    TABLE.append(found.row("F1: 5 services x 3 SIGKILLs"))
+    assert_nothing_lost(load, found)
+
+
+async def test_f2_kafka_stopped_while_intake_keeps_accepting(infra, token):
+    duration = OUTAGE * 2.5
+    count = min(REQUESTS, int(duration * 60))
+
+    async def fault() -> None:
+        await asyncio.sleep(OUTAGE * 0.5)
+        await asyncio.to_thread(local, "kafka", "stop")
+        await asyncio.sleep(OUTAGE)
+        await asyncio.to_thread(local, "kafka", "start")
+
+    load, found, _ = await run(infra, token, count, count / duration, fault)
+    TABLE.append(found.row(f"F2: Kafka stopped {OUTAGE} s"))
+    assert dict(load.refused) == {}, "intake answered 201 throughout: the outbox holds the events"
+    assert_nothing_lost(load, found)
+
+
+async def test_f3_postgres_stopped_answers_503_and_recovers_without_a_restart(infra, token):
+    duration = OUTAGE * 2.5
+    count = min(REQUESTS, int(duration * 40))
+    readiness: list[dict] = []
+
+    async def fault() -> None:
+        await asyncio.sleep(OUTAGE * 0.5)
+        await asyncio.to_thread(local, "postgres", "stop")
+        await asyncio.sleep(2)
+        async with httpx.AsyncClient(timeout=5) as client:
+            readiness.append((await client.get(f"{base('intake')}/readyz")).json())
+        await asyncio.sleep(OUTAGE - 2)
+        await asyncio.to_thread(local, "postgres", "start")
+
+    pids = {s: harness.RUN.joinpath(f"{s}.pid").read_text() for s in SERVICES}
+    load, found, _ = await run(infra, token, count, count / duration, fault)
+    TABLE.append(found.row(f"F3: PostgreSQL stopped {OUTAGE} s"))
+    assert readiness and readiness[0]["checks"]["database"] == "unavailable"
+    assert load.unavailable, "requests during the outage were answered 503"
+    assert set(load.refused) <= {503}, load.refused
+    assert max(seconds for seconds, _ in load.unavailable) < 2.5, "answered at once, not after a hang"
+    assert all(h["content-type"] == "application/problem+json" and h["retry-after"] for _, h in load.unavailable)
+    assert_nothing_lost(load, found)
+    assert pids == {s: harness.RUN.joinpath(f"{s}.pid").read_text() for s in SERVICES}, "no service restarted"
+
+
+def poison(i: int) -> bytes:
+    """Five kinds of records no consumer can process."""
+    event = {
+        "specversion": "1.0",
+        "id": f"poison-{i}",
+        "source": "urn:test",
+        "type": "nl.ido.HelpRequested",
+        "time": "2026-12-06T10:00:00Z",
+        "datacontenttype": "application/json",
+        "subject": f"poison-{i}",
+        "data": {"help_request_id": f"poison-{i}"},  # schema violation: no library, channel, questions
+    }
+    kind = i % 5
+    if kind == 0:
+        return b"\xff not json {"
+    if kind == 1:
+        event["specversion"] = "0.3"
+    elif kind == 2:
+        event["type"] = "nl.ido.NoSuchEvent"
+    elif kind == 4:
+        event["data"] = {
+            "help_request_id": f"poison-{i}",
+            "library": "venlo",
+            "channel": "walk_in",
+            "questions": [{"index": 0, "category": "other", "theme": "overig"}],
+            "registered_at": "2026-12-06T10:00:00Z",
+            "note": "BSN 111222333",
+        }
+    return json.dumps(event).encode()
+
+
+async def test_f4_poison_mixed_into_valid_events_is_dead_lettered_and_nothing_valid_is_lost(infra, token):
+    count = scaled("POISON", 1_000)
+    duration = max(30.0, REQUESTS / 150)
+    dlq = await TopicReader(infra.kafka_bootstrap_servers, catalog.dlq_topic(catalog.HELP_REQUESTS)).start(
+        from_end=True
+    )
+
+    async def fault() -> None:
+        producer = producer_client(infra.kafka_bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            started = time.monotonic()
+            for i in range(count):
+                await asyncio.sleep(max(0.0, started + i * duration / count - time.monotonic()))
+                await producer.send(catalog.HELP_REQUESTS, poison(i), key=f"poison-{i}".encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    load, found, _ = await run(infra, token, REQUESTS, REQUESTS / duration, fault)
+    parked = await dlq.until(
+        lambda r: r.key.startswith(b"poison-") and dict(r.headers).get("ido-dlq-consumer") == b"ido-routing",
+        count=count,
+        timeout=60,
+    )
+    await dlq.stop()
+    TABLE.append(found.row(f"F4: {count} poison records"))
+    assert {r.key for r in parked} == {f"poison-{i}".encode() for i in range(count)}, "every poison record, once"
+    assert all(dict(r.headers)["ido-dlq-reason"] for r in parked), "each with its reason"
+    assert not any(b"111222333" in dict(r.headers)["ido-dlq-reason"] for r in parked), "never the BSN itself"
+    assert found.settle_seconds < 30, "valid events were not held up by the poison"
+    assert_nothing_lost(load, found)
+
+
+async def test_f5_one_instance_of_each_service_killed_the_survivors_take_over(infra, token):
+    duration = max(40.0, REQUESTS / 150)
+
+    async def fault() -> None:
+        await asyncio.sleep(duration * 0.3)
+        for service in SERVICES:
+            kill(service, 1)
+
+    load, found, _ = await run(infra, token, REQUESTS, REQUESTS / duration, fault)
+    restart(INSTANCES)
+    TABLE.append(found.row("F5: one instance of each killed"))
+    assert_nothing_lost(load, found)
