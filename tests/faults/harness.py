@@ -121,7 +121,8 @@ class Load:
         visit = {**VISIT, "location": self.location}
         started = time.monotonic()
         slots = asyncio.Semaphore(64)
-        limits = httpx.Limits(max_connections=64)
+        # Idle connections are dropped before uvicorn closes them (5 s), so no request races a close.
+        limits = httpx.Limits(max_connections=64, keepalive_expiry=2)
         async with httpx.AsyncClient(timeout=10, limits=limits) as client:
 
             async def one(i: int) -> None:
