@@ -2,6 +2,7 @@
 invalid field, an `API-Version` header, a body size limit, bearer credentials, and the
 /healthz and /readyz endpoints."""
 
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping
@@ -14,7 +15,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import ExpiredCredential, InvalidCredential, KeyStore, Principal, verify_credential
@@ -54,6 +57,41 @@ def problem_response(
     body = {"type": "about:blank", "status": status, "title": title, **({"detail": detail} if detail else {})}
     body |= extensions or {}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+class ProblemDetails(BaseModel):
+    """An error, as RFC 9457 problem details (`application/problem+json`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    status: int
+    title: str
+    detail: str | None = None
+    invalid_params: list[dict[str, Any]] | None = Field(
+        None, alias="invalid-params", description="every invalid field, with the reason (400, 422)"
+    )
+
+
+def _documented(description: str) -> dict[str, Any]:
+    schema = ProblemDetails.model_json_schema(by_alias=True)
+    return {"description": description, "content": {PROBLEM: {"schema": schema}}}
+
+
+# The errors every operation may answer, documented once for the whole API (OpenAPI `responses`).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _documented("The body is not valid JSON, or a parameter is malformed"),
+    401: _documented("No credential, or one that is invalid, expired or revoked"),
+    403: _documented("The credential's role or organisation may not do this"),
+    404: _documented("Not found, or not the caller's to see"),
+    409: _documented("Conflicts with the current state (a transition not allowed, a reused key)"),
+    413: _documented("The body is larger than this API accepts"),
+    415: _documented("The body is not application/json"),
+    422: _documented("Well-formed but invalid: every invalid field in invalid-params"),
+    429: _documented("Too many requests for this credential: see Retry-After"),
+    500: _documented("An error of the service itself"),
+    503: _documented("A dependency (database, broker) is unavailable for now: see Retry-After"),
+}
 
 
 def invalid_field(field: str, reason: str, status: int = 422) -> Problem:
@@ -103,8 +141,11 @@ def install_conventions(app: FastAPI, api_version: str, max_body_bytes: int) -> 
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method of the path, not only those of the first route
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(app, request))}
+        return problem_response(exc.status_code, str(exc.detail), headers=headers)
 
     async def _dependency(_: Request, exc: Exception) -> JSONResponse:
         """The database or broker is unavailable: 503 at once, never a hang or a 500."""
@@ -129,7 +170,18 @@ def install_conventions(app: FastAPI, api_version: str, max_body_bytes: int) -> 
     app.add_exception_handler(Exception, _bug)
 
     app.add_middleware(ApiVersionHeader, version=api_version)
+    app.add_middleware(JsonBodyGuard)  # inside the size limit: a body is read whole only once allowed
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """The methods of every route whose path matches the request's."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 class ApiVersionHeader:
@@ -148,6 +200,79 @@ class ApiVersionHeader:
             await send(message)
 
         await self.app(scope, receive, with_version)
+
+
+MAX_JSON_DEPTH = 32
+
+
+class JsonBodyGuard:
+    """A JSON body must be one that every JSON parser reads the same way, or it is refused with
+    400 before any handler sees it: valid UTF-8, no key twice in one object (parsers disagree on
+    which one wins), nesting at most MAX_JSON_DEPTH deep, numbers a parser can hold."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = dict(scope.get("headers", [])).get(b"content-type", b"").split(b";")[0].strip().lower()
+        if scope["type"] != "http" or content_type != b"application/json":
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        try:
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+        except Problem as exc:  # the size limit, while reading
+            return await problem_response(exc.status, exc.title, exc.detail)(scope, receive, send)
+        if body and (problem := json_body_problem(body)):
+            return await problem_response(400, "Request body is not acceptable JSON", problem)(scope, receive, send)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def json_body_problem(body: bytes) -> str | None:
+    """Why this JSON body is refused, or None."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the body is not valid UTF-8"
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a key appears twice in one object")
+        return dict(pairs)
+
+    try:
+        value = json.loads(text, object_pairs_hook=no_duplicates)
+    except RecursionError:
+        return f"nested deeper than {MAX_JSON_DEPTH} levels"
+    except ValueError as exc:
+        return str(exc).split(":")[0] if "twice" in str(exc) else "the body is not valid JSON"
+    if _depth(value) > MAX_JSON_DEPTH:
+        return f"nested deeper than {MAX_JSON_DEPTH} levels"
+    return None
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack += [(v, level + 1) for v in item.values()]
+        elif isinstance(item, list):
+            stack += [(v, level + 1) for v in item]
+    return deepest
 
 
 class BodySizeLimit:

@@ -19,7 +19,7 @@ from shared.consuming import EventConsumer
 from shared.credentials import RevocationList
 from shared.db import Database
 from shared.events import asyncapi, catalog
-from shared.http import Problem, RateLimiter, credential_dependency, health_router, install_conventions
+from shared.http import ERROR_RESPONSES, Problem, RateLimiter, credential_dependency, health_router, install_conventions
 from shared.kafka import make_broker, make_producer
 from shared.logging import configure_logging, get_logger
 from shared.outbox import EventFactory, OutboxRelay
@@ -151,6 +151,7 @@ class ServiceRuntime:
             version=api_version,
             lifespan=lifespan,
             openapi_url="/v1/openapi.json",
+            responses=ERROR_RESPONSES,
             docs_url="/v1/docs",
             redoc_url=None,
         )

@@ -1,10 +1,19 @@
 """An IDO location of a library: registered once, with its opening hours and staffing, so a
 help request can name where the visitor was helped and the KB can follow the rollout."""
 
+import re
 from datetime import datetime, time
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -14,10 +23,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+CLOCK = r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$"
+
+
+def _clock_text(value: object) -> object:
+    """Only "HH:MM" (or "HH:MM:SS") text: pydantic would also take a number of seconds or a time
+    with an offset, and opening hours are wall-clock times at the location."""
+    if isinstance(value, time):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(CLOCK, value):
+        raise ValueError('a time of day as "HH:MM"')
+    return value
+
+
+# A wall-clock time at the location ("09:30"): no offset, so not JSON Schema's "time" format.
+ClockTime = Annotated[
+    time,
+    BeforeValidator(_clock_text),
+    WithJsonSchema({"type": "string", "pattern": CLOCK, "examples": ["09:30"]}),
+]
+
+
 class OpeningHours(_Strict):
     day: Day
-    opens: time
-    closes: time
+    opens: ClockTime
+    closes: ClockTime
 
     @model_validator(mode="after")
     def _opens_before_closing(self) -> "OpeningHours":

@@ -260,7 +260,12 @@ def build_router(*, authenticated, queries: ReportingQueries, threshold: int) ->
         await queries.set_rollout_goal(year, body.goal)
         return {"year": year, "goal": body.goal}
 
-    @router.get("/exports/questions.csv", tags=["exports"], summary="Registration-form export as CSV")
+    @router.get(
+        "/exports/questions.csv",
+        tags=["exports"],
+        summary="Registration-form export as CSV",
+        responses={200: {"description": "One row per question", "content": {"text/csv": {}}}},
+    )
     async def export_csv(
         caller: Caller,
         date_from: From = None,
