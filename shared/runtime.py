@@ -52,7 +52,7 @@ class ServiceRuntime:
         self.consumer = EventConsumer(
             self.broker,
             self.db,
-            group_id=f"ido-{settings.service_name}",
+            group_id=settings.consumer_group or f"ido-{settings.service_name}",
             max_attempts=settings.consumer_max_attempts,
             backoff_seconds=settings.consumer_backoff_seconds,
             batch_size=settings.consumer_batch_size,

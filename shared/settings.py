@@ -71,6 +71,9 @@ class ServiceSettings(InfraSettings):
     public_base_url: str = ""
     # Its own database and login role; the password comes from PGPASSFILE unless the URL has one.
     database_url: str = ""
+    # Its Kafka consumer group (default ido-<service>); the group ACL allows any name with that
+    # prefix. A second, separate copy of a service (a test) takes a group of its own.
+    consumer_group: str = ""
     db_pool_size: int = Field(10, ge=2, validation_alias="IDO_DB_POOL_SIZE")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     # Consumer: attempts for a failing event before it is dead-lettered, and the first backoff.

@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -284,3 +285,85 @@ async def verdict(infra: InfraSettings, load: Load, since: dict[Any, int], timeo
 def spread(n: int, duration: float) -> list[float]:
     """`n` random moments in [0, duration), one in each of n equal slices."""
     return [(k + random.random()) * duration / n for k in range(n)]
+
+
+@dataclass
+class IsolatedCopy:
+    """The five services once more, each with a database of its own and consumer groups of its
+    own (`ido-<service>-copy`, inside its principal's group ACL), on `port_base` + 1..5."""
+
+    infra: InfraSettings
+    port_base: int
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def base(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.port_base + SERVICES.index(service) + 1}"
+
+    def _database(self, service: str) -> str:
+        return f"ido_copy_{service}"
+
+    @classmethod
+    async def start(cls, infra: InfraSettings, port_base: int) -> "IsolatedCopy":
+        copy = cls(infra, port_base)
+        admin = await connect(infra.pg_admin_url, infra.pgpassfile)
+        try:
+            for service in SERVICES:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{copy._database(service)}" WITH (FORCE)')
+                await admin.execute(f'CREATE DATABASE "{copy._database(service)}"')
+        finally:
+            await admin.close()
+        routing_credential = REPO_ROOT / ".local" / "routing" / "service-credential"
+        for service in SERVICES:
+            prefix = service.upper()
+            env = {
+                **os.environ,
+                f"{prefix}_PORT": str(copy.base(service).rsplit(":", 1)[1]),
+                f"{prefix}_PUBLIC_BASE_URL": copy.base(service),
+                f"{prefix}_DATABASE_URL": infra.pg_admin_url.rsplit("/", 1)[0] + "/" + copy._database(service),
+                f"{prefix}_CONSUMER_GROUP": f"ido-{service}-copy",
+                "ROUTING_INTAKE_URL": copy.base("intake"),
+                "ROUTING_WEBHOOK_ALLOW_LOCAL": "true",
+            }
+            own = infra.kafka_clients_dir / f"ido-{service}.properties"
+            if own.is_file():
+                env["KAFKA_CLIENT_CONFIG"] = str(own)
+            if routing_credential.is_file():
+                env["ROUTING_SERVICE_CREDENTIAL"] = routing_credential.read_text().strip()
+            copy.processes[service] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{service}"],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=open(REPO_ROOT / ".local" / "logs" / f"copy-{service}.log", "w"),  # noqa: SIM115
+            )
+        await copy._until_ready()
+        return copy
+
+    async def _until_ready(self) -> None:
+        deadline = time.monotonic() + 120
+        async with httpx.AsyncClient(timeout=2) as client:
+            for service, process in self.processes.items():
+                while True:
+                    assert process.poll() is None, f"{service} copy exited: see .local/logs/copy-{service}.log"
+                    try:
+                        if (await client.get(f"{self.base(service)}/healthz")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    assert time.monotonic() < deadline, f"{service} copy not healthy"
+                    await asyncio.sleep(0.3)
+
+    async def stop(self) -> None:
+        for process in self.processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        admin = await connect(self.infra.pg_admin_url, self.infra.pgpassfile)
+        try:
+            for service in SERVICES:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{self._database(service)}" WITH (FORCE)')
+        finally:
+            await admin.close()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from shared.events.catalog import (
     AttendanceRecorded,
@@ -29,6 +29,7 @@ from shared.events.catalog import (
     SeatOfferExpired,
     StaffTrainingCompleted,
 )
+from shared.values import Timestamp
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 Kind = Literal["digisterker", "klik_en_tik", "staff_training"]
@@ -117,8 +118,8 @@ class _Strict(BaseModel):
 
 
 class Session(_Strict):
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Timestamp
+    ends_at: Timestamp
 
     @model_validator(mode="after")
     def _starts_before_end(self) -> "Session":

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from services.intake import handlers
 from services.intake.adapters.repository import HelpRequests, IntakeUnitOfWork, Libraries, Locations, Themes
@@ -18,6 +18,7 @@ from shared.db import Database
 from shared.http import Problem, invalid_field, require_json
 from shared.logging import bound_context, get_logger
 from shared.outbox import EventFactory
+from shared.values import Timestamp
 
 log = get_logger(__name__)
 
@@ -140,8 +141,8 @@ def build_router(
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         status: Status | None = None,
         theme: Annotated[str | None, Query(max_length=64)] = None,
-        registered_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-        registered_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+        registered_from: Annotated[Timestamp | None, Query(alias="from")] = None,
+        registered_to: Annotated[Timestamp | None, Query(alias="to")] = None,
         after: Annotated[str | None, Query(max_length=200, description="the `next` of the previous page")] = None,
     ) -> HelpRequestPage:
         """The caller's own help requests, newest first, filtered and paginated."""

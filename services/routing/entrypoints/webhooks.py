@@ -34,7 +34,7 @@ from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
-CONSUMER_GROUP = "ido-routing-webhooks"
+WEBHOOKS_GROUP_SUFFIX = "-webhooks"  # after routing's own group: ido-routing-webhooks
 # RFC 6750 b64token: what can travel in `Authorization: Bearer ...` unchanged.
 BEARER_TOKEN_PATTERN = r"^[A-Za-z0-9\-._~+/]+=*$"
 
@@ -305,7 +305,7 @@ def install(
     consumer = EventConsumer(
         runtime.broker,
         runtime.db,
-        group_id=CONSUMER_GROUP,
+        group_id=runtime.consumer.group_id + WEBHOOKS_GROUP_SUFFIX,
         max_attempts=settings.consumer_max_attempts,
         backoff_seconds=settings.consumer_backoff_seconds,
         on_handled=worker.notify,  # a queued event goes out right away, not at the next poll

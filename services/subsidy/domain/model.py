@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from shared.events.catalog import (
     EventData,
@@ -21,6 +21,7 @@ from shared.events.catalog import (
     SubsidyRejected,
     SubsidyRenewed,
 )
+from shared.values import Timestamp
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 Condition = Literal["visitor_registration", "course_offers"]
@@ -35,7 +36,7 @@ class Extension(_Strict):
 
     year: int
     rate: Decimal = Field(gt=0, description="euros per inhabitant, e.g. 0.83")
-    deadline: AwareDatetime
+    deadline: Timestamp
 
 
 class Scheme(_Strict):
@@ -43,8 +44,8 @@ class Scheme(_Strict):
     an application keeps the calculation it was made with."""
 
     name: str = Field(min_length=1, max_length=200)
-    opens: AwareDatetime
-    closes: AwareDatetime = Field(description="the application deadline")
+    opens: Timestamp
+    closes: Timestamp = Field(description="the application deadline")
     # Euros per inhabitant per year the IDO is open, e.g. {"2019": "0.03", "2020": "0.05", "2021": "0.08"}
     rates: dict[int, Decimal] = Field(min_length=1)
     budget_ceiling_cents: int = Field(gt=0)

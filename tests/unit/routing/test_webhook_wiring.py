@@ -24,6 +24,7 @@ def test_install_wires_api_consumer_and_worker(tmp_path):
         db=Database("postgresql://ido_routing@127.0.0.1:9/ido_routing", Path("/nonexistent")),  # never connected
         authenticated=lambda: None,
         add_background=background.append,
+        consumer=SimpleNamespace(group_id="ido-routing"),
     )
     app = FastAPI()
     settings = RoutingSettings(public_base_url="https://routing.ido.example")
@@ -36,7 +37,7 @@ def test_install_wires_api_consumer_and_worker(tmp_path):
     assert matches(referral_topic("welzijn-tiel")), "a local partner's topic, also one made later"
     assert not matches(dlq_topic(referral_topic("uwv"))), "not the dead letters"
     assert not matches(catalog.ROUTING)
-    assert subscriber.group_id == webhooks.CONSUMER_GROUP
+    assert subscriber.group_id == "ido-routing-webhooks"
     assert len(background) == 2 and background[-1] == worker.run, "sealing old tokens, then delivering"
     assert (tmp_path / "key").stat().st_size == 32, "the token key is made on first start"
 
