@@ -23,7 +23,19 @@ NOT_TRANSIENT_SQLSTATES = ("57014",)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True if `exc` says a dependency is unavailable for now, not that the work is wrong."""
+    """True if `exc` says a dependency is unavailable for now, not that the work is wrong; also
+    when it was caused by such a failure (asyncpg's "connection is closed" after the server
+    terminated it, raised while rolling back)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if _transient_itself(exc):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def _transient_itself(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         state = str(getattr(exc, "sqlstate", "") or "")
         return state[:2] in TRANSIENT_SQLSTATE_CLASSES and state not in NOT_TRANSIENT_SQLSTATES

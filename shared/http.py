@@ -260,7 +260,34 @@ def json_body_problem(body: bytes) -> str | None:
         return str(exc).split(":")[0] if "twice" in str(exc) else "the body is not valid JSON"
     if _depth(value) > MAX_JSON_DEPTH:
         return f"nested deeper than {MAX_JSON_DEPTH} levels"
+    if any(not _storable(text) for text in _texts(value)):
+        return "a text holds a NUL character or an unpaired surrogate, which no field may hold"
     return None
+
+
+def _texts(value: Any) -> list[str]:
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            stack += list(item.keys()) + list(item.values())
+        elif isinstance(item, list):
+            stack += item
+    return found
+
+
+def _storable(text: str) -> bool:
+    """Text PostgreSQL can store: valid UTF-8 (no lone surrogate, as JSON's \\ud800 escapes make)
+    and no NUL."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _depth(value: Any) -> int:

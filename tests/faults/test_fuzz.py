@@ -5,8 +5,9 @@ every error application/problem+json, every answer as documented. Left out:
 checked against data (the theme taxonomy, known libraries and agencies, consent, no BSN), so a
 schema-valid body may rightly get 422. And `negative_data_rejection`, which expects every body
 outside the schema to be refused: pydantic's lax mode still takes some equivalent values ("1" for
-1, 2.0 for 2) that the schema does not list; making every request model strict is open work. At least 1,000 generated cases per service
-(IDO_FAULT_FUZZ_EXAMPLES examples per operation and phase; CI may run fewer)."""
+1, 2.0 for 2) that the schema does not list; making every request model strict is open work.
+At least 1,000 generated cases per service (IDO_FAULT_FUZZ_EXAMPLES examples per operation and
+phase; CI may run fewer)."""
 
 import asyncio
 import re

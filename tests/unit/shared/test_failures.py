@@ -40,6 +40,18 @@ def test_a_dependency_that_is_down_is_transient(exc):
     assert is_transient(exc)
 
 
+def test_a_failure_caused_by_a_dependency_that_went_down_is_transient():
+    """asyncpg, rolling back on a connection the server terminated, raises InterfaceError."""
+    try:
+        try:
+            raise asyncpg.exceptions.AdminShutdownError("terminating connection")
+        except asyncpg.PostgresError as shutdown:
+            raise asyncpg.InterfaceError("cannot call Transaction.rollback(): the connection is closed") from shutdown
+    except asyncpg.InterfaceError as closed:
+        assert is_transient(closed)
+    assert not is_transient(asyncpg.InterfaceError("another operation is in progress"))
+
+
 @pytest.mark.parametrize("exc", THE_WORKS_FAULT, ids=lambda e: type(e).__name__)
 def test_a_failure_of_the_work_itself_is_not(exc):
     assert not is_transient(exc)

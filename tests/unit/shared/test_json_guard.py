@@ -46,6 +46,8 @@ BAD = {
     "huge integer": ('{"channel": "phone", "minutes": 1' + "0" * 5000 + "}", 400, "not valid JSON"),
     "number out of range": ('{"channel": "phone", "minutes": 1e400}', 422, None),
     "not JSON": ("{channel: phone", 400, None),
+    "a NUL in a text": ('{"channel": "pho\\u0000ne"}', 400, "NUL"),
+    "an unpaired surrogate": ('{"channel": "\\uda82x"}', 400, "surrogate"),
 }
 
 
