@@ -214,6 +214,9 @@ class JsonBodyGuard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]):
+            # No parameter may hold a NUL (PostgreSQL cannot store or compare one).
+            return await problem_response(400, "Bad request", "the URL holds a NUL character")(scope, receive, send)
         content_type = dict(scope.get("headers", [])).get(b"content-type", b"").split(b";")[0].strip().lower()
         if scope["type"] != "http" or content_type != b"application/json":
             return await self.app(scope, receive, send)

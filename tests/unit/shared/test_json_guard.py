@@ -64,3 +64,10 @@ async def test_a_malformed_body_gets_a_4xx_problem_and_never_a_crash(case):
 async def test_a_sound_body_passes_the_guard_unchanged():
     answer = await post(b'{"channel": "phone", "minutes": 15}')
     assert answer.status_code == 200 and answer.json() == {"channel": "phone", "minutes": 15}
+
+
+async def test_a_nul_in_the_query_string_is_a_400_not_a_database_error():
+    transport = httpx.ASGITransport(app=app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        answer = await client.post("/visits?theme=a%00b", content=b'{"channel": "phone"}')
+    assert answer.status_code == 400 and "NUL" in answer.json()["detail"]
