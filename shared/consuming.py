@@ -217,8 +217,9 @@ class EventConsumer:
         self.closing = True
         for consumer, msg in list(self._unacked.items()):
             if consumer not in self._busy:
-                with contextlib.suppress(Exception):  # not committed: re-read and skipped later
-                    await msg.ack()
+                # Not committed (a rebalance, a broker away): re-read after the restart and skipped.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(msg.ack(), timeout=2)
                 self._unacked.pop(consumer, None)
 
     async def process_folded(self, records: Any, types_by_topic: dict[str, tuple[str, ...]], fold: Fold) -> None:

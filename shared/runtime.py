@@ -3,6 +3,7 @@ event factory, outbox relay, idempotent consumer, credentials, and the FastAPI a
 shared conventions. A service's bootstrap builds one ServiceRuntime and adds its own parts."""
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -219,6 +220,10 @@ class DrainingServer(uvicorn.Server):
         log.warning("shutdown took too long: stopping now", shutdown_seconds=self.shutdown_seconds)
         self.force_exit = True
         self.should_exit = True
+        # uvicorn's force_exit does not cut a lifespan shutdown short: if that is what hangs (a
+        # commit waiting on a rebalance), the process ends here. Nothing is lost: uncommitted
+        # records are read again and skipped, outbox rows wait for the next relay.
+        asyncio.get_event_loop().call_later(1.0, os._exit, 1)
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:

@@ -108,7 +108,7 @@ class Load:
     """POST a visit `count` times at `rate` per second, round robin over intake's instances.
     Each answer is recorded: 201 accepted; anything else (or no answer) refused, by kind."""
 
-    token: str
+    tokens: list[str]  # several libraries' credentials: the per-credential rate limit is not the test
     location: str
     count: int
     rate: float
@@ -118,7 +118,6 @@ class Load:
     unavailable: list[tuple[float, dict[str, str]]] = field(default_factory=list)  # 503s: seconds, headers
 
     async def run(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"}
         visit = {**VISIT, "location": self.location}
         started = time.monotonic()
         slots = asyncio.Semaphore(64)
@@ -129,6 +128,7 @@ class Load:
             async def one(i: int) -> None:
                 async with slots:
                     url = f"{base('intake', i % self.instances)}/v1/help-requests"
+                    headers = {"Authorization": f"Bearer {self.tokens[i % len(self.tokens)]}"}
                     sent = time.monotonic()
                     try:
                         answer = await client.post(
@@ -151,15 +151,17 @@ class Load:
             await asyncio.gather(*tasks)
 
 
-async def register_location(token: str) -> str:
-    """A location of this run's own, so its visits can be told apart from every other test's."""
+async def register_location(tokens: list[str]) -> str:
+    """A location code of this run's own, registered for each library of the load, so its
+    visits can be told apart from every other test's."""
     code = f"fault-{uuid.uuid4().hex[:8]}"
     place = {"name": "IDO storingstest", "postcode": "5911 AA", "city": "Venlo", "municipality": "venlo"}
     async with httpx.AsyncClient(timeout=10) as client:
-        answer = await client.put(
-            f"{base('intake')}/v1/locations/{code}", json=place, headers={"Authorization": f"Bearer {token}"}
-        )
-    assert answer.status_code == 200, answer.text
+        for token in tokens:
+            answer = await client.put(
+                f"{base('intake')}/v1/locations/{code}", json=place, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert answer.status_code == 200, answer.text
     return code
 
 

@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from shared import reference
 from shared.events import catalog
 from shared.kafka import producer_client
 from tests.e2e.conftest import credential
@@ -40,11 +41,12 @@ def system(infra):
 
 
 @pytest.fixture(scope="module")
-def token(system) -> str:
-    return credential("--library", "venlo")
+def token(system) -> list[str]:
+    """Credentials of eight pilot libraries: the load is spread over them as real desks' are."""
+    return [credential("--library", code) for code in list(reference.PILOT_LIBRARIES)[:8]]
 
 
-async def run(infra, token: str, count: int, rate: float, fault) -> tuple[Load, harness.Verdict, float]:
+async def run(infra, token: list[str], count: int, rate: float, fault) -> tuple[Load, harness.Verdict, float]:
     """The load and the fault side by side; the verdict once both are done."""
     load = Load(token, await harness.register_location(token), count, rate, INSTANCES)
     since = await harness.topic_ends(infra, harness.AGENCY_TOPIC)
