@@ -49,5 +49,8 @@ def _transient_itself(exc: BaseException) -> bool:
         | TimeoutError
         | socket.gaierror
         | asyncpg.exceptions.ConnectionDoesNotExistError
+        # "cannot switch to state ...": asyncpg's protocol on a connection the server dropped
+        # mid-operation (seen while PostgreSQL stopped under load); the pool discards it.
+        | asyncpg.exceptions._base.InternalClientError
         | httpx.TransportError,
     ) or (isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH))

@@ -120,7 +120,14 @@ def invalid_params(errors: list[dict]) -> list[dict[str, str]]:
 
 
 # What a dependency that is down raises (shared.failures sorts out which of them are transient).
-DEPENDENCY_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, KafkaError, httpx.TransportError)
+DEPENDENCY_FAILURES = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,
+    OSError,
+    KafkaError,
+    httpx.TransportError,
+)
 RETRY_AFTER_SECONDS = 5
 
 

@@ -23,6 +23,7 @@ TRANSIENT = [
     KafkaConnectionError(),
     RequestTimedOutError(),
     httpx.ConnectError("intake unreachable"),
+    asyncpg.exceptions._base.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
 ]
 THE_WORKS_FAULT = [
     RuntimeError("a bug"),
