@@ -24,7 +24,7 @@ from confluent_kafka.admin import (
 )
 
 from shared.events.catalog import dlq_topic
-from shared.kafka_security import ClientConfig
+from shared.kafka_security import ClientConfig, read_client_config
 from shared.topics import ORGANISATION, definition
 
 Operation = Literal["READ", "WRITE", "CREATE"]
@@ -231,8 +231,4 @@ def apply_service_access(
 
 
 def _password_in(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    text = path.read_text()
-    start = text.find('password="')
-    return text[start + len('password="') : text.index('"', start + len('password="'))] if start >= 0 else None
+    return read_client_config(path).password if path.is_file() else None

@@ -30,7 +30,7 @@ from shared import access, credentials, dlq, migrations, reference
 from shared.auth import KeyStore, Role
 from shared.db import setup_service_databases
 from shared.events import asyncapi, catalog
-from shared.kafka import apply_platform_topics, client_config, referral_organisations
+from shared.kafka import apply_platform_topics, client_config, latest_offsets, referral_organisations
 from shared.settings import REPO_ROOT, SERVICES, InfraSettings
 
 # An operator command's own credential: long enough for a rebuild, no longer.
@@ -192,7 +192,8 @@ def _dlq_topics(args: argparse.Namespace, settings: InfraSettings) -> list[str]:
         return [args.topic.removesuffix(".dlq")]
     organisations = asyncio.run(referral_organisations(settings.kafka_bootstrap_servers))
     topics = [t for t in catalog.all_topics(sorted(set(reference.AGENCIES) | organisations)) if not t.endswith(".dlq")]
-    ends = asyncio.run(dlq.end_offsets(settings.kafka_bootstrap_servers, [catalog.dlq_topic(t) for t in topics]))
+    dlqs = [catalog.dlq_topic(t) for t in topics]
+    ends = asyncio.run(latest_offsets(settings.kafka_bootstrap_servers, dlqs))
     holding = {tp.topic for tp, end in ends.items() if end}
     return [t for t in topics if catalog.dlq_topic(t) in holding]
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import TopicPartition
-
 from shared.events.catalog import dlq_topic
 from shared.kafka import consumer_client, make_producer, topic_partitions
 
@@ -144,14 +142,3 @@ async def redrive(bootstrap: str, topic: str, ids: list[str] | None) -> Redrive:
     finally:
         await producer.stop()
     return result
-
-
-async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
-    """How many records each partition of these DLQs ever took (to list only those with any)."""
-    partitions = await topic_partitions(bootstrap, *topics)
-    consumer = consumer_client(bootstrap, client_id="ido-dlq", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return await consumer.end_offsets(partitions) if partitions else {}
-    finally:
-        await consumer.stop()

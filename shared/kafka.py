@@ -166,11 +166,24 @@ async def topic_partitions(bootstrap_servers: str, *topics: str) -> list[TopicPa
 async def earliest_offsets(bootstrap_servers: str, topics: list[str]) -> dict[TopicPartition, int]:
     """The first offset each partition of these topics still holds (0 unless records were
     deleted or retention removed them)."""
+    return await _offsets(bootstrap_servers, topics, earliest=True)
+
+
+async def latest_offsets(bootstrap_servers: str, topics: list[str]) -> dict[TopicPartition, int]:
+    """The offset the next record of each partition of these topics will get."""
+    return await _offsets(bootstrap_servers, topics, earliest=False)
+
+
+async def _offsets(bootstrap_servers: str, topics: list[str], *, earliest: bool) -> dict[TopicPartition, int]:
     partitions = await topic_partitions(bootstrap_servers, *topics)
+    if not partitions:
+        return {}
     consumer = consumer_client(bootstrap_servers, client_id="ido-admin", enable_auto_commit=False)
     await consumer.start()
     try:
-        return await consumer.beginning_offsets(partitions) if partitions else {}
+        if earliest:
+            return await consumer.beginning_offsets(partitions)
+        return await consumer.end_offsets(partitions)
     finally:
         await consumer.stop()
 

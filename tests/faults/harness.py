@@ -20,7 +20,7 @@ import httpx
 
 from shared.db import connect
 from shared.events import catalog
-from shared.kafka import consumer_client, topic_partitions
+from shared.kafka import consumer_client, latest_offsets, topic_partitions
 from shared.settings import REPO_ROOT, InfraSettings
 
 LOCAL = REPO_ROOT / "deploy" / "local"
@@ -166,12 +166,7 @@ async def register_location(tokens: list[str]) -> str:
 
 
 async def topic_ends(infra: InfraSettings, topic: str) -> dict[Any, int]:
-    consumer = consumer_client(infra.kafka_bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return await consumer.end_offsets(await topic_partitions(infra.kafka_bootstrap_servers, topic))
-    finally:
-        await consumer.stop()
+    return await latest_offsets(infra.kafka_bootstrap_servers, [topic])
 
 
 async def records_since(infra: InfraSettings, topic: str, since: dict[Any, int]) -> list[Any]:
