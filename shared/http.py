@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 import asyncpg
 import httpx
@@ -215,15 +216,17 @@ MAX_JSON_DEPTH = 32
 class JsonBodyGuard:
     """A JSON body must be one that every JSON parser reads the same way, or it is refused with
     400 before any handler sees it: valid UTF-8, no key twice in one object (parsers disagree on
-    which one wins), nesting at most MAX_JSON_DEPTH deep, numbers a parser can hold."""
+    which one wins), nesting at most MAX_JSON_DEPTH deep, numbers a parser can hold. A text that
+    PostgreSQL cannot store (a NUL, a lone surrogate), in the body or the URL, is well-formed but
+    unacceptable: 422 naming each such field."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]):
+        if scope["type"] == "http" and (unstorable := _unstorable_in_url(scope)):
             # No parameter may hold a NUL (PostgreSQL cannot store or compare one).
-            return await problem_response(400, "Bad request", "the URL holds a NUL character")(scope, receive, send)
+            return await _unstorable_problem(unstorable)(scope, receive, send)
         content_type = dict(scope.get("headers", [])).get(b"content-type", b"").split(b";")[0].strip().lower()
         if scope["type"] != "http" or content_type != b"application/json":
             return await self.app(scope, receive, send)
@@ -235,8 +238,12 @@ class JsonBodyGuard:
                 more = message.get("more_body", False)
         except Problem as exc:  # the size limit, while reading
             return await problem_response(exc.status, exc.title, exc.detail)(scope, receive, send)
-        if body and (problem := json_body_problem(body)):
-            return await problem_response(400, "Request body is not acceptable JSON", problem)(scope, receive, send)
+        if body:
+            value, problem = read_json_body(body)
+            if problem:
+                return await problem_response(400, "Request body is not acceptable JSON", problem)(scope, receive, send)
+            if unstorable := unstorable_fields(value):
+                return await _unstorable_problem(unstorable)(scope, receive, send)
         replayed = False
 
         async def replay() -> Message:
@@ -249,12 +256,12 @@ class JsonBodyGuard:
         await self.app(scope, replay, send)
 
 
-def json_body_problem(body: bytes) -> str | None:
-    """Why this JSON body is refused, or None."""
+def read_json_body(body: bytes) -> tuple[Any, str | None]:
+    """The JSON value of this body, or why it is refused (400)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        return "the body is not valid UTF-8"
+        return None, "the body is not valid UTF-8"
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         keys = [k for k, _ in pairs]
@@ -262,30 +269,49 @@ def json_body_problem(body: bytes) -> str | None:
             raise ValueError("a key appears twice in one object")
         return dict(pairs)
 
+    too_deep = f"nested deeper than {MAX_JSON_DEPTH} levels"
     try:
         value = json.loads(text, object_pairs_hook=no_duplicates)
     except RecursionError:
-        return f"nested deeper than {MAX_JSON_DEPTH} levels"
+        return None, too_deep
     except ValueError as exc:
-        return str(exc).split(":")[0] if "twice" in str(exc) else "the body is not valid JSON"
-    if _depth(value) > MAX_JSON_DEPTH:
-        return f"nested deeper than {MAX_JSON_DEPTH} levels"
-    if any(not _storable(text) for text in _texts(value)):
-        return "a text holds a NUL character or an unpaired surrogate, which no field may hold"
-    return None
+        return None, str(exc).split(":")[0] if "twice" in str(exc) else "the body is not valid JSON"
+    return (None, too_deep) if _depth(value) > MAX_JSON_DEPTH else (value, None)
 
 
-def _texts(value: Any) -> list[str]:
-    found, stack = [], [value]
+UNSTORABLE = "holds a NUL character or an unpaired surrogate, which no text may hold"
+
+
+def unstorable_fields(value: Any) -> list[str]:
+    """The fields (dotted paths, as in invalid-params) of a well-formed JSON value whose name
+    or text PostgreSQL cannot store: its JSON is fine, its content is not (422)."""
+    found, stack = [], [("", value)]
     while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            found.append(item)
+        path, item = stack.pop()
+        if isinstance(item, str) and not _storable(item):
+            found.append(path or "(body)")
         elif isinstance(item, dict):
-            stack += list(item.keys()) + list(item.values())
+            for key, inner in item.items():
+                if _storable(key):
+                    stack.append((f"{path}.{key}" if path else key, inner))
+                else:  # the name itself cannot be shown either
+                    found.append(f"{path}.(a field name)" if path else "(a field name)")
         elif isinstance(item, list):
-            stack += item
-    return found
+            stack += [(f"{path}.{i}" if path else str(i), inner) for i, inner in enumerate(item)]
+    return sorted(found)
+
+
+def _unstorable_in_url(scope: Scope) -> list[str]:
+    if "\x00" in scope["path"]:
+        return ["(path)"]
+    pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    return sorted({name if _storable(name) else "(query)" for name, value in pairs if not _storable(name + value)})
+
+
+def _unstorable_problem(fields: list[str]) -> JSONResponse:
+    detail = f"{', '.join(fields)}: {UNSTORABLE}"
+    params = [{"name": field, "reason": UNSTORABLE} for field in fields]
+    return problem_response(422, "Invalid request", detail, extensions={"invalid-params": params})
 
 
 def _storable(text: str) -> bool:

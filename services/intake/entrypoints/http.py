@@ -66,7 +66,7 @@ def _cursor(after: str) -> tuple[datetime, str]:
         at, last_id = base64.urlsafe_b64decode(after.encode()).decode().split("|", 1)
         return datetime.fromisoformat(at), last_id
     except ValueError:
-        raise invalid_field("after", "not a cursor: use the `next` of the previous page", status=400) from None
+        raise invalid_field("after", "not a cursor: use the `next` of the previous page") from None
 
 
 def build_router(

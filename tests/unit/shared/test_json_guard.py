@@ -46,8 +46,8 @@ BAD = {
     "huge integer": ('{"channel": "phone", "minutes": 1' + "0" * 5000 + "}", 400, "not valid JSON"),
     "number out of range": ('{"channel": "phone", "minutes": 1e400}', 422, None),
     "not JSON": ("{channel: phone", 400, None),
-    "a NUL in a text": ('{"channel": "pho\\u0000ne"}', 400, "NUL"),
-    "an unpaired surrogate": ('{"channel": "\\uda82x"}', 400, "surrogate"),
+    "a NUL in a text": ('{"channel": "pho\\u0000ne"}', 422, "NUL"),
+    "an unpaired surrogate": ('{"channel": "\\uda82x"}', 422, "surrogate"),
 }
 
 
@@ -66,8 +66,16 @@ async def test_a_sound_body_passes_the_guard_unchanged():
     assert answer.status_code == 200 and answer.json() == {"channel": "phone", "minutes": 15}
 
 
-async def test_a_nul_in_the_query_string_is_a_400_not_a_database_error():
+async def test_a_nul_in_the_query_string_is_a_422_naming_the_parameter_not_a_database_error():
     transport = httpx.ASGITransport(app=app(), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-        answer = await client.post("/visits?theme=a%00b", content=b'{"channel": "phone"}')
-    assert answer.status_code == 400 and "NUL" in answer.json()["detail"]
+        answer = await client.post("/visits?theme=a%00b&page=2", content=b'{"channel": "phone"}')
+    assert answer.status_code == 422 and "NUL" in answer.json()["detail"]
+    assert [p["name"] for p in answer.json()["invalid-params"]] == ["theme"]
+
+
+async def test_every_text_that_cannot_be_stored_is_named_in_one_answer():
+    answer = await post(b'{"channel": "a\\u0000", "notes": ["ok", "\\ud800"], "x": {"\\u0000": 1}}')
+    assert answer.status_code == 422
+    names = [p["name"] for p in answer.json()["invalid-params"]]
+    assert names == ["channel", "notes.1", "x.(a field name)"], names
