@@ -20,7 +20,7 @@ import httpx
 
 from shared.db import connect
 from shared.events import catalog
-from shared.kafka import consumer_client, latest_offsets, topic_partitions
+from shared.kafka import admin_client, consumer_client, latest_offsets, topic_partitions
 from shared.settings import REPO_ROOT, InfraSettings
 
 LOCAL = REPO_ROOT / "deploy" / "local"
@@ -212,10 +212,15 @@ class Verdict:
         )
 
 
-async def verdict(infra: InfraSettings, load: Load, since: dict[Any, int], timeout: float = 180) -> Verdict:
-    """Wait until every visit of the run has been routed, delivered and counted (or `timeout`),
-    then count: nothing lost, nothing applied twice."""
-    started = time.monotonic()
+async def verdict(
+    infra: InfraSettings, load: Load, since: dict[Any, int], stalled: float = 60, timeout: float = 1800
+) -> Verdict:
+    """Wait until every visit of the run has been routed, delivered and counted, as long as the
+    counts still move (a backlog after a big run is worked off, not cut off): no progress for
+    `stalled` seconds, or `timeout` in all, ends the wait. Then count: nothing lost, nothing
+    applied twice."""
+    started = progressed = time.monotonic()
+    last: tuple[int, ...] = ()
     intake = await connect(infra.service_database_url("intake"), infra.pgpassfile)
     routing = await connect(infra.service_database_url("routing"), infra.pgpassfile)
     reporting = await connect(infra.service_database_url("reporting"), infra.pgpassfile)
@@ -244,7 +249,10 @@ async def verdict(infra: InfraSettings, load: Load, since: dict[Any, int], timeo
                 load.location,
             )
             done = referred == referrals == reported == counted == len(ids) and len(ids) >= len(load.accepted)
-            if done or time.monotonic() - started > timeout:
+            now = time.monotonic()
+            if (counts := (len(ids), referred, referrals, reported, counted)) != last:
+                last, progressed = counts, now
+            if done or now - progressed > stalled or now - started > timeout:
                 break
             await asyncio.sleep(1)
         settle = time.monotonic() - started
@@ -284,10 +292,31 @@ def spread(n: int, duration: float) -> list[float]:
     return [(k + random.random()) * duration / n for k in range(n)]
 
 
+async def start_at_the_end(infra: InfraSettings, groups: list[str]) -> None:
+    """Commit the end of every topic for these consumer groups: a group that starts then reads
+    only what is published from now on, not the platform's history."""
+    admin = admin_client(infra.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if not t.startswith("__")]
+    finally:
+        await admin.close()
+    ends = await latest_offsets(infra.kafka_bootstrap_servers, topics)
+    for group in groups:
+        consumer = consumer_client(infra.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign(list(ends))
+            await consumer.commit(dict(ends))
+        finally:
+            await consumer.stop()
+
+
 @dataclass
 class IsolatedCopy:
     """The five services once more, each with a database of its own and consumer groups of its
-    own (`ido-<service>-copy`, inside its principal's group ACL), on `port_base` + 1..5."""
+    own (`ido-<service>-copy`, inside its principal's group ACL, starting at the end of every
+    topic), on `port_base` + 1..5."""
 
     infra: InfraSettings
     port_base: int
@@ -309,6 +338,8 @@ class IsolatedCopy:
                 await admin.execute(f'CREATE DATABASE "{copy._database(service)}"')
         finally:
             await admin.close()
+        groups = [f"ido-{s}-copy" for s in SERVICES] + ["ido-routing-copy-webhooks"]
+        await start_at_the_end(infra, groups)
         routing_credential = REPO_ROOT / ".local" / "routing" / "service-credential"
         for service in SERVICES:
             prefix = service.upper()
