@@ -18,11 +18,13 @@ once; the poll is only a safety net.
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from shared.db import connect
 from shared.events.catalog import EventData
@@ -77,10 +79,14 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_seconds: float = 1.0,
         name: str = "ido outbox relay",
+        new_producer: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
     ) -> None:
         self.database_url = database_url
         self.passfile = passfile
         self.producer = producer
+        # A producer the broker refused (an idempotent producer out of sequence after a crash or
+        # a rebalance of leaders) stays refused: with this, the relay starts a fresh one instead.
+        self.new_producer = new_producer
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.name = name
@@ -97,8 +103,8 @@ class OutboxRelay:
         if not rows:
             return 0
         # send() queues in order; the idempotent producer keeps that order per partition.
-        assert self.producer is not None, "the relay's producer is set before it starts"
-        acks = [await self.producer.send(r["topic"], r["value"], key=r["key"], headers=_HEADERS) for r in rows]
+        producer = await self._producer()
+        acks = [await producer.send(r["topic"], r["value"], key=r["key"], headers=_HEADERS) for r in rows]
         await asyncio.gather(*acks)
         await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
         self.published += len(rows)
@@ -137,7 +143,24 @@ class OutboxRelay:
             except Exception as exc:
                 # Broker or database unavailable: the rows stay; try again shortly.
                 log.warning("outbox relay interrupted; retrying", error=f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, KafkaError) and self.new_producer is not None:
+                    await self._discard_producer()
                 await asyncio.sleep(self.poll_seconds)
+
+    async def _producer(self) -> AIOKafkaProducer:
+        if self.producer is None:
+            assert self.new_producer is not None, "the relay has a producer or a way to make one"
+            self.producer = await self.new_producer()
+        return self.producer
+
+    async def _discard_producer(self) -> None:
+        """Drop the producer after a broker error; the next round starts a fresh one (a new
+        producer id, its sequences from zero). Rows not acknowledged stay in the outbox: a batch
+        half sent is sent again, and consumers skip the duplicates."""
+        old, self.producer = self.producer, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), timeout=5)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="outbox-relay")

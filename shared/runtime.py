@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
@@ -49,6 +50,7 @@ class ServiceRuntime:
             batch_size=settings.outbox_batch_size,
             poll_seconds=settings.outbox_sweep_seconds,
             name=f"ido-{settings.service_name} outbox relay :{settings.port}",
+            new_producer=self._outbox_producer,
         )
         self.consumer = EventConsumer(
             self.broker,
@@ -83,13 +85,20 @@ class ServiceRuntime:
     async def start(self) -> None:
         # The topics are the operator's (`ido topics apply`): a service may not create them.
         await self.revocations.load(self.settings.kafka_bootstrap_servers)
-        client_id = f"ido-{self.settings.service_name}-outbox"
-        self.relay.producer = make_producer(self.settings.kafka_bootstrap_servers, client_id=client_id)
-        await self.relay.producer.start()
+        self.relay.producer = await self._outbox_producer()
         await self.broker.start()
         self.relay.start()
         self._tasks = [asyncio.create_task(run()) for run in self._background]
         log.info("service started", port=self.settings.port)
+
+    async def _outbox_producer(self) -> AIOKafkaProducer:
+        producer = make_producer(self.settings.kafka_bootstrap_servers, f"ido-{self.settings.service_name}-outbox")
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # its connections and tasks, not left behind
+            raise
+        return producer
 
     async def _forget_processed(self) -> None:
         keep = timedelta(hours=self.settings.processed_retention_hours)

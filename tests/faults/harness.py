@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,6 +152,57 @@ class Load:
             await asyncio.gather(*tasks)
 
 
+@dataclass
+class Agency:
+    """The receiving agency at work while a run goes on: of every `every` referrals of the run
+    that reach its topic, it reports one `accepted` and then `got_help`. A report that meets
+    routing down (or busy) is sent again until answered; repeating a status is harmless."""
+
+    token: str
+    load: Load
+    every: int = 4
+    reported: dict[str, list[str]] = field(default_factory=dict)  # referral id: statuses answered 200
+
+    async def run(self, reader: Any, load_done: asyncio.Event, linger: float = 180) -> None:
+        """Until the load is done and every accepted visit's referral has arrived and the sample
+        is reported, or `linger` seconds after the load."""
+        waiting: dict[str, str] = {}  # sampled referral id: its help request, until intake accepted it
+        arrived: set[str] = set()  # help requests whose referral reached the topic
+        accepted: set[str] = set()
+        deadline = None
+        async with httpx.AsyncClient(timeout=5) as client:
+            while deadline is None or ((waiting or arrived < accepted) and time.monotonic() < deadline):
+                for records in (await reader.consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        data = json.loads(record.value)["data"]
+                        arrived.add(data["help_request_id"])
+                        if zlib.crc32(data["referral_id"].encode()) % self.every == 0:
+                            waiting[data["referral_id"]] = data["help_request_id"]
+                accepted = set(self.load.accepted)
+                for referral_id in [r for r, visit in waiting.items() if visit in accepted]:
+                    del waiting[referral_id]
+                    await self._report(client, referral_id)
+                if load_done.is_set() and deadline is None:
+                    deadline = time.monotonic() + linger  # what was cut off mid-answer is never accepted
+
+    async def _report(self, client: httpx.AsyncClient, referral_id: str) -> None:
+        for status in ("accepted", "got_help"):
+            for _ in range(600):
+                try:
+                    answer = await client.post(
+                        f"{base('routing', random.randrange(self.load.instances))}/v1/referrals/{referral_id}/status",
+                        json={"status": status},
+                        headers={"Authorization": f"Bearer {self.token}"},
+                    )
+                    if answer.status_code == 200:
+                        self.reported.setdefault(referral_id, []).append(status)
+                        break
+                    assert answer.status_code in (404, 429, 503), answer.text  # 404: not routed yet
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+
+
 async def register_location(tokens: list[str]) -> str:
     """A location code of this run's own, registered for each library of the load, so its
     visits can be told apart from every other test's."""
@@ -195,7 +247,7 @@ class Verdict:
     offered: int
     accepted: int
     stored: int  # visits intake holds for the run (a request cut off mid-answer may be stored too)
-    referred: int
+    referred: int  # referred, or closed after the agency reported back
     referral_rows: int  # routing's referrals (one per visit: one referred question each)
     delivered: int  # distinct referrals on the agency's topic
     duplicate_records: int  # records of an event id seen again (consumers absorb them)
@@ -230,7 +282,8 @@ async def verdict(
                 "SELECT id, status FROM help_requests WHERE request->>'location' = $1", load.location
             )
             ids = [r["id"] for r in rows]
-            referred_ids = {r["id"] for r in rows if r["status"] == "referred"}
+            # closed: every referral of the visit reached a final status (an agency reported back)
+            referred_ids = {r["id"] for r in rows if r["status"] in ("referred", "closed")}
             referred = len(referred_ids)
             referrals = await routing.fetchval("SELECT count(*) FROM referrals WHERE help_request_id = ANY($1)", ids)
             version = await reporting.fetchval("SELECT version FROM active_version")
@@ -285,6 +338,26 @@ async def verdict(
         counted=counted,
         settle_seconds=settle,
     )
+
+
+async def out_of_order(infra: InfraSettings, since: dict[Any, int], reported: dict[str, list[str]]) -> list[str]:
+    """The referrals whose status changes are not on routing's topic once each, in the order
+    reported, with rising sequence numbers (duplicate records of one event id are absorbed)."""
+    changes: dict[str, list[tuple[str, int]]] = {}
+    seen: set[str] = set()
+    for record in await records_since(infra, catalog.ROUTING, since):
+        event = json.loads(record.value)
+        if event["type"].endswith("ReferralStatusChanged") and event["id"] not in seen:
+            seen.add(event["id"])
+            data = event["data"]
+            changes.setdefault(data["referral_id"], []).append((data["status"], data["sequence"]))
+    wrong = []
+    for referral_id, statuses in reported.items():
+        found = changes.get(referral_id, [])
+        sequences = [n for _, n in found]
+        if [status for status, _ in found] != statuses or sequences != sorted(set(sequences)):
+            wrong.append(f"{referral_id}: reported {statuses}, on the topic {found}")
+    return wrong
 
 
 def spread(n: int, duration: float) -> list[float]:

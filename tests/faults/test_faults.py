@@ -65,8 +65,16 @@ def assert_nothing_lost(load: Load, found: harness.Verdict) -> None:
 
 
 async def test_f1_each_service_killed_three_times_under_load(infra, token):
+    """Besides the checks of every run: an agency reports statuses on a quarter of the referrals
+    meanwhile, and each referral's changes reach routing's topic once, in the order reported."""
     duration = max(60.0, REQUESTS / 110)
     kills = [SERVICES[k % len(SERVICES)] for k in range(3 * len(SERVICES))]
+    load = Load(token, await harness.register_location(token), REQUESTS, REQUESTS / duration, INSTANCES)
+    agency = harness.Agency(credential("--agency", "belastingdienst"), load)
+    since = await harness.topic_ends(infra, harness.AGENCY_TOPIC)
+    since_routing = await harness.topic_ends(infra, catalog.ROUTING)
+    referrals = await TopicReader(infra.kafka_bootstrap_servers, harness.AGENCY_TOPIC).start(from_end=True)
+    load_done = asyncio.Event()
 
     async def fault() -> None:
         started = time.monotonic()
@@ -76,9 +84,20 @@ async def test_f1_each_service_killed_three_times_under_load(infra, token):
                 kill(service, k)
             await asyncio.to_thread(restart, INSTANCES)
 
-    load, found, _ = await run(infra, token, REQUESTS, REQUESTS / duration, fault)
-    TABLE.append(found.row("F1: 5 services x 3 SIGKILLs"))
+    async def load_then_done() -> None:
+        await load.run()
+        load_done.set()
+
+    try:
+        await asyncio.gather(load_then_done(), fault(), agency.run(referrals, load_done))
+    finally:
+        await referrals.stop()
+    found = await verdict(infra, load, since)
+    TABLE.append(found.row(f"F1: 5 services x 3 SIGKILLs, {len(agency.reported)} referrals reported on"))
     assert_nothing_lost(load, found)
+    assert len(agency.reported) > found.accepted // 8, "the agency reported on its share of the referrals"
+    assert all(s == ["accepted", "got_help"] for s in agency.reported.values()), agency.reported
+    assert await harness.out_of_order(infra, since_routing, agency.reported) == []
 
 
 async def test_f2_kafka_stopped_while_intake_keeps_accepting(infra, token):

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from aiokafka.errors import OutOfOrderSequenceNumber
 
 from shared.events.catalog import HelpRequested, QuestionFacts
 from shared.kafka import make_producer
@@ -138,4 +139,45 @@ async def test_two_instances_one_leader_and_a_standby_takes_over(infra, db, topi
     records = await reader.until(lambda r: r.key == b"hr-3", count=20)
     await reader.stop()
     await second.stop()
+    assert [json.loads(r.value)["id"] for r in records] == [str(e.event.id) for e in events]
+
+
+class RefusedProducer:
+    """An idempotent producer the broker no longer takes (as after a leader moved mid-batch)."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    async def send(self, *args, **kwargs):
+        raise OutOfOrderSequenceNumber()
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_a_producer_the_broker_refused_is_replaced_and_nothing_is_lost(infra, db, topic):
+    """Found by the fault suite (F5): a relay that kept its refused producer retried for ever,
+    publishing part of each batch again and the rest never."""
+    events = [pending_on(topic, "hr-renewed") for _ in range(3)]
+    async with db.unit_of_work() as uow:
+        uow.emit(*events)
+    made: list = []
+
+    async def new_producer():
+        producer = make_producer(infra.kafka_bootstrap_servers, client_id="ido-tests-relay-renewed")
+        await producer.start()
+        made.append(producer)
+        return producer
+
+    refused = RefusedProducer()
+    reader = await TopicReader(infra.kafka_bootstrap_servers, topic).start(from_end=True)
+    relay = relay_for(db, refused, new_producer=new_producer)
+    relay.start()
+    records = await reader.until(lambda r: r.key == b"hr-renewed", count=3)
+    await reader.stop()
+    await eventually(lambda: _empty(db))
+    await relay.stop()
+    for producer in made:
+        await producer.stop()
+    assert refused.stopped and len(made) == 1, "the refused producer was dropped for one fresh one"
     assert [json.loads(r.value)["id"] for r in records] == [str(e.event.id) for e in events]
