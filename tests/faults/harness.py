@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from services.routing.entrypoints.webhooks import WEBHOOKS_GROUP_SUFFIX
 from shared.db import connect
 from shared.events import catalog
 from shared.kafka import admin_client, consumer_client, latest_offsets, topic_partitions
@@ -171,7 +172,7 @@ class Agency:
         accepted: set[str] = set()
         deadline = None
         async with httpx.AsyncClient(timeout=5) as client:
-            while deadline is None or ((waiting or arrived < accepted) and time.monotonic() < deadline):
+            while deadline is None or ((waiting or not accepted <= arrived) and time.monotonic() < deadline):
                 for records in (await reader.consumer.getmany(timeout_ms=200)).values():
                     for record in records:
                         data = json.loads(record.value)["data"]
@@ -411,7 +412,7 @@ class IsolatedCopy:
                 await admin.execute(f'CREATE DATABASE "{copy._database(service)}"')
         finally:
             await admin.close()
-        groups = [f"ido-{s}-copy" for s in SERVICES] + ["ido-routing-copy-webhooks"]
+        groups = [f"ido-{s}-copy" for s in SERVICES] + [f"ido-routing-copy{WEBHOOKS_GROUP_SUFFIX}"]
         await start_at_the_end(infra, groups)
         routing_credential = REPO_ROOT / ".local" / "routing" / "service-credential"
         for service in SERVICES:
