@@ -116,6 +116,7 @@ class Load:
     rate: float
     instances: int = 2
     accepted: list[str] = field(default_factory=list)
+    accepted_at: dict[str, float] = field(default_factory=dict)  # id: wall-clock time of the 201
     refused: Counter = field(default_factory=Counter)
     unavailable: list[tuple[float, dict[str, str]]] = field(default_factory=list)  # 503s: seconds, headers
 
@@ -141,6 +142,7 @@ class Load:
                         return
                     if answer.status_code == 201:
                         self.accepted.append(answer.json()["id"])
+                        self.accepted_at[answer.json()["id"]] = time.time()
                         return
                     self.refused[answer.status_code] += 1
                     if answer.status_code == 503:
@@ -168,6 +170,7 @@ class Agency:
         """Until the load is done and every accepted visit's referral has arrived and the sample
         is reported, or `linger` seconds after the load."""
         waiting: dict[str, str] = {}  # sampled referral id: its help request, until intake accepted it
+        handled: set[str] = set()  # a record sent twice (a killed relay) is reported on once
         arrived: set[str] = set()  # help requests whose referral reached the topic
         accepted: set[str] = set()
         deadline = None
@@ -177,11 +180,13 @@ class Agency:
                     for record in records:
                         data = json.loads(record.value)["data"]
                         arrived.add(data["help_request_id"])
-                        if zlib.crc32(data["referral_id"].encode()) % self.every == 0:
+                        sampled = zlib.crc32(data["referral_id"].encode()) % self.every == 0
+                        if sampled and data["referral_id"] not in handled:
                             waiting[data["referral_id"]] = data["help_request_id"]
                 accepted = set(self.load.accepted)
                 for referral_id in [r for r, visit in waiting.items() if visit in accepted]:
                     del waiting[referral_id]
+                    handled.add(referral_id)
                     await self._report(client, referral_id)
                 if load_done.is_set() and deadline is None:
                     deadline = time.monotonic() + linger  # what was cut off mid-answer is never accepted
@@ -256,12 +261,28 @@ class Verdict:
     lost: int  # accepted but not stored, referred, delivered or counted
     reported: int  # visits in reporting's read model
     counted: int  # reporting's counters for the run's location
-    settle_seconds: float
+    settle_seconds: float  # from the end of the load until everything was counted
+    delivered_at: dict[str, float] = field(repr=False)  # help request id: its referral's first record time
 
-    def row(self, name: str, recovery: str = "") -> str:
+    def delays(self, load: Load) -> list[float]:
+        """Seconds from each accepted request's 201 to its referral on the agency's topic."""
+        return [self.delivered_at[i] - at for i, at in load.accepted_at.items() if i in self.delivered_at]
+
+    def recovery(self, load: Load, fault_over: float) -> float:
+        """Seconds from the end of the fault (wall clock) until every request accepted before it
+        was delivered: how long the backlog the fault built up took to clear."""
+        before = [self.delivered_at[i] for i, at in load.accepted_at.items() if at <= fault_over]
+        return max([0.0, *(t - fault_over for t in before)])
+
+    def row(self, name: str, load: Load, *faults_over: float) -> str:
+        """The table's row; recovery is the longest after any of the faults."""
+        recovery = max(self.recovery(load, over) for over in faults_over)
+        delays = sorted(self.delays(load))
+        p99 = delays[int(0.99 * (len(delays) - 1))] if delays else 0.0
         return (
             f"| {name} | {self.offered} | {self.accepted} | {self.delivered} | {self.duplicated_effects} "
-            f"| {self.lost} | {self.settle_seconds:.1f} s{recovery} |"
+            f"| {self.lost} | {recovery:.1f} s | {p99:.1f} s / {max(delays, default=0):.1f} s "
+            f"| {self.settle_seconds:.1f} s |"
         )
 
 
@@ -324,7 +345,11 @@ async def verdict(
             seen[event["id"]] += 1
     twice = sum(len(e) > 1 for e in events_by_referral.values()) + max(0, counted - len(ids))
     accepted = set(load.accepted)
-    delivered_visits = {json.loads(r.value)["data"]["help_request_id"] for r in records} & mine
+    delivered_at: dict[str, float] = {}
+    for record in records:
+        visit = json.loads(record.value)["data"]["help_request_id"]
+        delivered_at.setdefault(visit, record.timestamp / 1000)
+    delivered_visits = set(delivered_at) & mine
     return Verdict(
         offered=load.count,
         accepted=len(accepted),
@@ -338,6 +363,7 @@ async def verdict(
         reported=reported,
         counted=counted,
         settle_seconds=settle,
+        delivered_at=delivered_at,
     )
 
 
