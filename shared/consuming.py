@@ -19,6 +19,7 @@ For each record:
 
 import asyncio
 import contextlib
+import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -34,7 +35,9 @@ from shared.events.catalog import EVENT_TYPES, EventData, data_model, dlq_topic
 from shared.events.envelope import CloudEvent, InvalidEvent, parse_event
 from shared.failures import is_transient
 from shared.logging import bound_context, get_logger
+from shared.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_RETRIED, record_lag, type_name
 from shared.privacy import contains_bsn
+from shared.tracing import consuming, folding
 from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
@@ -203,6 +206,7 @@ class EventConsumer:
             raise
         finally:
             self._busy.discard(consumer)
+        record_lag(msg.consumer, msg.raw_message)
         now = asyncio.get_running_loop().time()
         if self.closing or now - self._committed_at.get(consumer, float("-inf")) >= self.commit_seconds:
             await msg.ack()
@@ -231,32 +235,38 @@ class EventConsumer:
         if not valid:
             return
 
-        async def fold_all() -> int:
+        async def fold_all() -> list[tuple[Any, CloudEvent, Any]]:
             async with self.db.unit_of_work() as uow:
                 new = await uow.first_deliveries(self.group_id, [event.id for _, event, _ in valid])
                 batch, seen = [], set()
-                for _, event, data in valid:
+                for record, event, data in valid:
                     if event.id in new and event.id not in seen:
                         seen.add(event.id)
-                        batch.append((event, data))
+                        batch.append((record, event, data))
                 if batch:
-                    await fold(batch, uow)
-                return len(batch)
+                    await fold([(event, data) for _, event, data in batch], uow)
+                return batch
 
         attempt, held = 0, 0
         while attempt < self.max_attempts:
             try:
-                folded = await fold_all()
-                log.info("events folded", events=folded, duplicates=len(valid) - folded, attempts=attempt + 1)
-                for _ in range(folded):
+                with folding([event for _, event, _ in valid], valid[0][0].topic):
+                    folded = await fold_all()
+                log.info("events folded", events=len(folded), duplicates=len(valid) - len(folded), attempts=attempt + 1)
+                new = {event.id for _, event, _ in folded}
+                for record, event, _ in valid:
+                    _consumed(record.topic, event, "handled" if event.id in new else "duplicate")
+                for _ in folded:
                     self.on_handled()
                 return
             except Exception as exc:
                 if is_transient(exc) and not isinstance(exc, PermanentError):
                     held += 1
+                    EVENTS_RETRIED.labels("batch", "dependency").inc()
                     await self._hold(exc, held)
                     continue
                 attempt += 1
+                EVENTS_RETRIED.labels("batch", "error").inc()
                 log.warning("batch failed; retrying", attempt=attempt, error=type(exc).__name__)
                 if isinstance(exc, PermanentError) or attempt == self.max_attempts:
                     break
@@ -266,7 +276,10 @@ class EventConsumer:
             await fold([(event, data)], uow)
 
         for record, event, data in valid:  # one by one: the poison one is dead-lettered alone
-            with bound_context(event_id=str(event.id), event_type=event.type, correlation_id=event.correlationid):
+            with (
+                consuming(event, record.topic),
+                bound_context(event_id=str(event.id), event_type=event.type, correlation_id=event.correlationid),
+            ):
                 if await self._handle_with_retries(record.topic, record.value, record, one, event, data):
                     self.on_handled()
 
@@ -299,7 +312,10 @@ class EventConsumer:
         if decoded is None:
             return  # dead-lettered, or another consumer's event type on a shared topic
         event, data = decoded
-        with bound_context(event_id=str(event.id), event_type=event.type, correlation_id=event.correlationid):
+        with (
+            consuming(event, topic),
+            bound_context(event_id=str(event.id), event_type=event.type, correlation_id=event.correlationid),
+        ):
             if await self._handle_with_retries(topic, body, record, handlers[event.name], event, data):
                 self.on_handled()
 
@@ -311,8 +327,10 @@ class EventConsumer:
             try:
                 if await self._handle_once(handler, event, data):
                     log.info("event handled", attempts=attempt + 1, held=held)
+                    _consumed(topic, event, "handled")
                 else:
                     log.info("duplicate event skipped")
+                    _consumed(topic, event, "duplicate")
                 return True
             except PermanentError as exc:
                 await self.dead_letter(topic, body, record, f"permanent: {exc}", attempts=attempt + 1)
@@ -320,9 +338,12 @@ class EventConsumer:
             except Exception as exc:
                 if is_transient(exc):
                     held += 1
+                    EVENTS_RETRIED.labels(event.name, "dependency").inc()
                     await self._hold(exc, held)
                     continue
                 attempt += 1
+                if attempt < self.max_attempts:
+                    EVENTS_RETRIED.labels(event.name, "error").inc()
                 if attempt == self.max_attempts:
                     reason = f"failed after {attempt} attempts: {type(exc).__name__}: {exc}"
                     await self.dead_letter(topic, body, record, reason, attempts=attempt)
@@ -367,7 +388,22 @@ class EventConsumer:
             }
         )
         await self.broker.publish(body, topic=dlq_topic(topic), key=getattr(record, "key", None), headers=headers)
+        EVENTS_DEAD_LETTERED.labels(topic, type_name(_type_of(body))).inc()
         log.error("event dead-lettered", topic=topic, reason=reason[:200])
+
+
+def _consumed(topic: str, event: CloudEvent, outcome: str) -> None:
+    EVENTS_CONSUMED.labels(topic, event.name, outcome).inc()
+
+
+def _type_of(body: bytes) -> str | None:
+    """The CloudEvent type of a record about to be dead-lettered, if it has a known one: the
+    metric's label is then bounded by the catalog, whatever a broken record says."""
+    with contextlib.suppress(ValueError, AttributeError):
+        kind = json.loads(body).get("type")
+        if isinstance(kind, str) and type_name(kind) in EVENT_TYPES:
+            return kind
+    return None
 
 
 def _fields_reason(exc: ValidationError) -> str:

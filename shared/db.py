@@ -14,6 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
+from shared.metrics import DB_POOL_IDLE, DB_POOL_IN_USE, DB_POOL_WAITING
 from shared.settings import SERVICES, InfraSettings
 from shared.unit_of_work import UnitOfWork
 
@@ -59,12 +60,32 @@ class Database:
         # dependency failure: 503 to a caller, a held batch for a consumer) instead of hanging.
         self.acquire_timeout = acquire_timeout
         self._pool: asyncpg.Pool | None = None
+        self.waiting = 0
 
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError("database not connected")
         return self._pool
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection from the pool, counted while waited for (the pool's pressure, as a metric)."""
+        self.waiting += 1
+        try:
+            conn = await self.pool.acquire(timeout=self.acquire_timeout)
+        finally:
+            self.waiting -= 1
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
+
+    def watch(self) -> None:
+        """Report this pool in the metrics (a process serves one service: one pool)."""
+        DB_POOL_WAITING.set_function(lambda: self.waiting)
+        DB_POOL_IN_USE.set_function(lambda: self._pool.get_size() - self._pool.get_idle_size() if self._pool else 0)
+        DB_POOL_IDLE.set_function(lambda: self._pool.get_idle_size() if self._pool else 0)
 
     async def connect(self) -> None:
         self._pool = await asyncpg.create_pool(
@@ -93,7 +114,7 @@ class Database:
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         """One transaction: what the block writes, the events it emits (outbox rows) and, for a
         consumer, the processed-event record commit together or not at all."""
-        async with self.pool.acquire(timeout=self.acquire_timeout) as conn, conn.transaction():
+        async with self._acquire() as conn, conn.transaction():
             uow = UnitOfWork(conn)
             yield uow
             await uow.flush()
@@ -101,23 +122,23 @@ class Database:
     # Statements outside any unit of work (the API's reads, seeding): a repository can take
     # the Database where it would take a transaction's connection.
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+        async with self._acquire() as conn:
             return await conn.fetch(query, *args)
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+        async with self._acquire() as conn:
             return await conn.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+        async with self._acquire() as conn:
             return await conn.fetchval(query, *args)
 
     async def execute(self, query: str, *args: Any) -> str:
-        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+        async with self._acquire() as conn:
             return await conn.execute(query, *args)
 
     async def executemany(self, query: str, args: Any) -> None:
-        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+        async with self._acquire() as conn:
             await conn.executemany(query, args)
 
 

@@ -1,10 +1,13 @@
 """structlog JSON logs. Event id and correlation id travel in contextvars, so every line
-logged while an event or request is handled carries them without passing them around."""
+logged while an event or request is handled carries them without passing them around; the
+trace and span id come from the span in progress (shared.tracing)."""
 
 import logging
 import sys
 
 import structlog
+
+from shared.tracing import trace_ids
 
 bound_context = structlog.contextvars.bound_contextvars
 
@@ -12,6 +15,7 @@ bound_context = structlog.contextvars.bound_contextvars
 def configure_logging(service: str, level: str = "INFO") -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        lambda _logger, _method, event: {**trace_ids(), **event},
         lambda _logger, _method, event: {"service": service, **event},
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

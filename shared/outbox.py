@@ -18,6 +18,7 @@ once; the poll is only a safety net.
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from shared.db import connect
 from shared.events.catalog import EventData
 from shared.events.envelope import CONTENT_TYPE, CloudEvent, new_event, source_urn
 from shared.logging import get_logger
+from shared.metrics import EVENTS_PRODUCED, OUTBOX_OLDEST_AGE, OUTBOX_PENDING, type_name
+from shared.tracing import current_traceparent
 from shared.unit_of_work import OUTBOX_CHANNEL
 
 log = get_logger(__name__)
@@ -60,6 +63,7 @@ class EventFactory:
             dataschema=self.schema_uri(data.event_name),
             correlation_id=correlation_id,
             dataref=dataref,
+            traceparent=current_traceparent(),  # the trace goes on with whoever consumes it
         )
         return PendingEvent(event, data.topic())
 
@@ -108,6 +112,8 @@ class OutboxRelay:
         await asyncio.gather(*acks)
         await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
         self.published += len(rows)
+        for r in rows:
+            EVENTS_PRODUCED.labels(r["topic"], type_name(json.loads(r["value"])["type"])).inc()
         return len(rows)
 
     async def _lead(self) -> None:
@@ -161,6 +167,13 @@ class OutboxRelay:
         if old is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.stop(), timeout=5)
+
+    async def measure_backlog(self, db: Any) -> None:
+        """The outbox's size and the age of its oldest row, for the metrics (every instance
+        reports the same table: a growing age means the relay is stuck)."""
+        row = await db.fetchrow("SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age FROM outbox")
+        OUTBOX_PENDING.set(row["n"])
+        OUTBOX_OLDEST_AGE.set(float(row["age"] or 0))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="outbox-relay")

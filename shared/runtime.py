@@ -24,8 +24,10 @@ from shared.events import asyncapi, catalog
 from shared.http import ERROR_RESPONSES, Problem, RateLimiter, credential_dependency, health_router, install_conventions
 from shared.kafka import make_broker, make_producer
 from shared.logging import configure_logging, get_logger
+from shared.metrics import RequestMetrics, metrics_router
 from shared.outbox import EventFactory, OutboxRelay
 from shared.settings import ServiceSettings
+from shared.tracing import RequestTracing, configure_tracing
 
 log = get_logger(__name__)
 
@@ -66,7 +68,7 @@ class ServiceRuntime:
         )
         self.draining = False  # SIGTERM received: readiness says so while requests finish
         self.keys = KeyStore(settings.credential_keys_dir)
-        self._background: list[Callable[[], Coroutine[Any, Any, None]]] = [self._forget_processed]
+        self._background: list[Callable[[], Coroutine[Any, Any, None]]] = [self._forget_processed, self._measure]
         self._tasks: list[asyncio.Task[None]] = []
         self.revocations = RevocationList()
         self.revocations.follow(self.broker)
@@ -81,6 +83,7 @@ class ServiceRuntime:
         if applied:
             log.info("migrations applied", migrations=applied)
         await self.db.connect()
+        self.db.watch()
 
     async def start(self) -> None:
         # The topics are the operator's (`ido topics apply`): a service may not create them.
@@ -108,6 +111,15 @@ class ServiceRuntime:
             except Exception:
                 log.exception("forgetting old processed events failed; retrying")
             await asyncio.sleep(min(3600.0, keep.total_seconds() / 4))
+
+    async def _measure(self) -> None:
+        """The figures a scrape cannot take itself (they need the database): every few seconds."""
+        while True:
+            try:
+                await self.relay.measure_backlog(self.db)
+            except Exception as exc:
+                log.warning("measuring the outbox failed", error=type(exc).__name__)
+            await asyncio.sleep(self.settings.metrics_seconds)
 
     def add_background(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A long-running loop (a scheduler, a delivery worker) started and stopped with the service."""
@@ -174,6 +186,9 @@ class ServiceRuntime:
             "revocations": self.revocations_ready,
         }
         app.include_router(health_router(checks))
+        app.include_router(metrics_router())
+        app.add_middleware(RequestTracing)  # the request's span: what is logged and emitted within carries it
+        app.add_middleware(RequestMetrics)  # outermost: times what every other layer does
 
         @app.get("/v1/schemas/{name}.json", tags=["events"], summary="JSON Schema of an event type's data")
         async def event_schema(name: str) -> JSONResponse:
@@ -237,6 +252,7 @@ class DrainingServer(uvicorn.Server):
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     configure_logging(settings.service_name, settings.log_level)
+    configure_tracing(settings.service_name)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -106,6 +106,8 @@ class ServiceSettings(InfraSettings):
     # how often a standby instance tries to take over from a relay that died.
     outbox_sweep_seconds: float = Field(1.0, gt=0, validation_alias="IDO_OUTBOX_SWEEP_SECONDS")
     outbox_batch_size: int = Field(500, ge=1, validation_alias="IDO_OUTBOX_BATCH_SIZE")
+    # How often the outbox backlog (pending rows, oldest age) is measured for /metrics.
+    metrics_seconds: float = Field(5.0, gt=0, validation_alias="IDO_METRICS_SECONDS")
 
     def model_post_init(self, _context: object) -> None:
         super().model_post_init(_context)

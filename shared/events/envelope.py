@@ -28,9 +28,14 @@ class CloudEvent(BaseModel):
     dataschema: str
     data: dict[str, Any]
     # Extensions: where the full (possibly personal) details can be fetched with a credential,
-    # and the id that ties together everything caused by one request.
+    # the id that ties together everything caused by one request, and the W3C trace context of
+    # the span that emitted the event (CloudEvents distributed tracing: shared.tracing).
     dataref: str | None = None
     correlationid: str | None = Field(default=None, max_length=100)
+    # Not checked beyond its size: a malformed trace context only starts a new trace, it never
+    # makes a valid event unprocessable.
+    traceparent: str | None = Field(default=None, max_length=100)
+    tracestate: str | None = Field(default=None, max_length=512)
 
     @property
     def name(self) -> str:
@@ -67,6 +72,7 @@ def new_event(
     correlation_id: str | None = None,
     dataref: str | None = None,
     event_id: uuid.UUID | None = None,
+    traceparent: str | None = None,
 ) -> CloudEvent:
     return CloudEvent(
         id=event_id or uuid.uuid4(),
@@ -78,6 +84,7 @@ def new_event(
         data=data,
         dataref=dataref,
         correlationid=correlation_id,
+        traceparent=traceparent,
     )
 
 

@@ -1,0 +1,100 @@
+"""Prometheus metrics, the same in every service, served at `/metrics`: HTTP request durations by
+route template, events consumed, produced, retried and dead-lettered by type, consumer lag per
+partition, the outbox backlog, the database pool, and (the client library's default collectors)
+the process's CPU and memory. Labels are bounded: route templates, topics, event type names,
+never ids or anything a caller typed."""
+
+import time
+from typing import Any
+
+from aiokafka import TopicPartition
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HTTP_DURATION = Histogram(
+    "ido_http_request_duration_seconds",
+    "HTTP requests by method, route template and status",
+    ["method", "route", "status"],
+)
+EVENTS_CONSUMED = Counter(
+    "ido_events_consumed_total",
+    "Events a consumer took in, by topic, type and outcome (handled, or duplicate: applied before)",
+    ["topic", "type", "outcome"],
+)
+EVENTS_PRODUCED = Counter(
+    "ido_events_produced_total", "Events the outbox relay published and the broker acknowledged", ["topic", "type"]
+)
+EVENTS_RETRIED = Counter(
+    "ido_events_retried_total",
+    "Attempts to handle an event that failed and were tried again; reason: dependency (the record "
+    "is held until the database or broker is back) or error (retried a few times, then dead-lettered)",
+    ["type", "reason"],
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "ido_events_dead_lettered_total", "Records parked on <topic>.dlq, by original topic and type", ["topic", "type"]
+)
+CONSUMER_LAG = Gauge(
+    "ido_consumer_lag_messages",
+    "Records on a partition after the last one this instance handled (the broker's high watermark)",
+    ["topic", "partition"],
+)
+OUTBOX_PENDING = Gauge("ido_outbox_pending_rows", "Events committed to the outbox and not yet published")
+OUTBOX_OLDEST_AGE = Gauge("ido_outbox_oldest_age_seconds", "Age of the oldest event waiting in the outbox")
+DB_POOL_IN_USE = Gauge("ido_db_pool_connections_in_use", "Database connections lent out of the pool")
+DB_POOL_IDLE = Gauge("ido_db_pool_connections_idle", "Open database connections waiting in the pool")
+DB_POOL_WAITING = Gauge("ido_db_pool_waiting_tasks", "Requests and handlers waiting for a database connection")
+
+
+def type_name(event_type: str | None) -> str:
+    """`nl.ido.HelpRequested` -> `HelpRequested`; a record that was no event -> `unknown`."""
+    return (event_type or "unknown").rsplit(".", 1)[-1][:80]
+
+
+def record_lag(consumer: Any, records: Any) -> None:
+    """After a batch: for each partition in it, how far the broker's end is ahead of it."""
+    last: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        last[tp] = max(last.get(tp, -1), record.offset)
+    for tp, offset in last.items():
+        end = consumer.highwater(tp)
+        if end is not None:
+            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - offset - 1))
+
+
+class RequestMetrics:
+    """ASGI middleware, outermost: times every request and labels it with its route template
+    (`/v1/referrals/{referral_id}`), known only once routing ran; unmatched paths share one label."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            HTTP_DURATION.labels(scope["method"], route, str(status)).observe(time.perf_counter() - started)
+
+
+def metrics_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
