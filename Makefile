@@ -66,9 +66,9 @@ unit: install
 	$(BIN)/pytest tests/unit
 
 lint: install
-	$(BIN)/ruff check shared services tests bench
-	$(BIN)/ruff format --check shared services tests bench
-	$(BIN)/mypy shared services tests
+	$(BIN)/ruff check shared services tests bench deploy
+	$(BIN)/ruff format --check shared services tests bench deploy
+	$(BIN)/mypy shared services tests deploy/k8s
 
 bench: up
 	$(BIN)/python bench/intake_throughput.py
