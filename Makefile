@@ -101,6 +101,12 @@ faults: install
 unit: install
 	$(BIN)/pytest tests/unit
 
+# The image's Dockerfile without a Docker engine: hadolint (a wheel from the dev lock) for the
+# general rules, tests/unit/test_dockerfile.py for this image's own (multi-stage, hashed lock, non-root).
+lint-docker: install
+	$(BIN)/hadolint deploy/Dockerfile
+	$(BIN)/pytest -q tests/unit/test_dockerfile.py tests/unit/test_lock.py
+
 lint: install
 	$(BIN)/ruff check shared services tests bench
 	$(BIN)/ruff format --check shared services tests bench
