@@ -72,7 +72,10 @@ def test_the_final_stage_copies_the_venv_and_code_and_builds_nothing():
     _, final = stages()
     copies = [value for name, value in final if name == "COPY"]
     assert "--from=builder /opt/venv /opt/venv" in copies
-    assert all(src.startswith("--from=builder") or src.split()[0] in {"pyproject.toml", "shared/", "services/"} for src in copies)
+    assert all(
+        src.startswith("--from=builder") or src.split()[0] in {"pyproject.toml", "shared/", "services/"}
+        for src in copies
+    )
     runs = run_lines(final)
     for tool in ("pip install", "apt-get", "gcc", "build-essential", "python3-dev", "make "):
         assert tool not in runs, tool

@@ -17,8 +17,8 @@ REQUIREMENTS = {name: REPO_ROOT / "requirements" / f"{name}.txt" for name in ("r
 
 
 def declared() -> set[tuple[str, frozenset[str], SpecifierSet, str]]:
-    out = set()
-    extras = [(None, PYPROJECT["dependencies"])] + list(PYPROJECT["optional-dependencies"].items())
+    out: set[tuple[str, frozenset[str], SpecifierSet, str]] = set()
+    extras = [(None, PYPROJECT["dependencies"]), *PYPROJECT["optional-dependencies"].items()]
     for extra, entries in extras:
         for entry in entries:
             req = Requirement(entry)
@@ -50,7 +50,7 @@ def test_uv_lock_was_made_from_this_pyproject():
 def pins(path) -> dict[str, str]:
     text = path.read_text()
     blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])  # past the two header lines
-    found = {}
+    found: dict[str, str] = {}
     for block in blocks:
         if not block.strip() or block.startswith("#"):
             continue
