@@ -159,7 +159,18 @@ def deployment(service: str) -> dict[str, Any]:
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": labels(service)},
-            "template": {"metadata": {"labels": labels(service)}, "spec": _pod(service)},
+            "template": {
+                "metadata": {
+                    "labels": labels(service),
+                    # Scraped where Prometheus discovers pods by annotation (a ServiceMonitor works too).
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(PORTS[service]),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": _pod(service),
+            },
         },
     }
 
@@ -233,7 +244,7 @@ def _container(service: str) -> dict[str, Any]:
         "image": IMAGE,
         "command": ["python", "-m", f"services.{service}"],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "envFrom": [{"configMapRef": {"name": "ido-kafka-topics"}}],
+        "envFrom": [{"configMapRef": {"name": "ido-kafka-topics"}}, {"configMapRef": {"name": "ido-telemetry"}}],
         "env": _env(service),
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
         "securityContext": _container_security(),
@@ -271,6 +282,7 @@ def _env(service: str) -> list[dict[str, Any]]:
         {"name": "IDO_CREDENTIAL_KEYS_DIR", "value": CREDENTIAL_KEYS},
         {"name": "IDO_SHUTDOWN_SECONDS", "value": str(SHUTDOWN_SECONDS)},
         {"name": "LOG_LEVEL", "value": "INFO"},
+        {"name": "OTEL_SERVICE_NAME", "value": f"ido-{service}"},
         {"name": "KEDA_KAFKA_USERNAME", "value": access.service_principal(service)},
     ]
     if service == "routing":

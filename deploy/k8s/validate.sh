@@ -3,7 +3,8 @@
 # validates every built resource of a core kind against the Kubernetes schemas, offline
 # (kubernetes-validate, from the test extras). The operators' kinds (Strimzi, CloudNativePG,
 # KEDA) have no schemas there: tests/unit/test_k8s.py checks the fields we rely on.
-#   deploy/k8s/validate.sh            both overlays; the built manifests go to .local/k8s/
+#   deploy/k8s/validate.sh                 both overlays; the built manifests go to .local/k8s/
+#   deploy/k8s/validate.sh --install-only  only get kustomize (CI does it while other things install)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 KUSTOMIZE_VERSION=v5.7.1
@@ -17,6 +18,7 @@ if [[ ! -x $BIN/kustomize ]]; then
   GOBIN="$BIN" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
 fi
 echo "k8s: $("$BIN/kustomize" version)"
+[[ ${1:-} == --install-only ]] && exit 0
 
 "$PYTHON" deploy/k8s/generate.py --check
 mkdir -p .local/k8s
