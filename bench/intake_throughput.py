@@ -247,7 +247,7 @@ class PhaseResult:
 
 async def drive(
     name: str,
-    base_url: str,
+    base_url: str | list[str],
     tokens: list[str],
     *,
     concurrency: int,
@@ -257,7 +257,8 @@ async def drive(
     cpu: CpuMeter,
 ) -> PhaseResult:
     result = PhaseResult(name)
-    url = f"{base_url}/v1/help-requests"
+    # Several instances: the clients are spread over them, as a load balancer would.
+    urls = [f"{base}/v1/help-requests" for base in ([base_url] if isinstance(base_url, str) else base_url)]
     remaining = requests
     loop_start = time.perf_counter()
     measure_from = loop_start + warmup
@@ -265,7 +266,7 @@ async def drive(
     snapshots = {}
     ctx = ssl.create_default_context()  # one for all clients: each would otherwise load the CA bundle
 
-    async def worker(token: str) -> None:
+    async def worker(token: str, url: str) -> None:
         # One client (one keep-alive connection) per worker: a shared httpx pool scans all its
         # connections for every request, which costs the load generator more CPU than the server.
         nonlocal remaining
@@ -298,7 +299,7 @@ async def drive(
                     else:
                         result.errors[error] = result.errors.get(error, 0) + 1
 
-    await asyncio.gather(*(worker(tokens[i % len(tokens)]) for i in range(concurrency)))
+    await asyncio.gather(*(worker(tokens[i % len(tokens)], urls[i % len(urls)]) for i in range(concurrency)))
     end = time.perf_counter(), cpu.snapshot()
     if "start" in snapshots:
         (t_start, cpu_start), (t_end, cpu_end) = snapshots["start"], end

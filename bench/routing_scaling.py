@@ -38,23 +38,22 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 from aiokafka import TopicPartition
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from _common import REPO_ROOT, RUN_DIR, CpuMeter, code_version, print_cpu, wait_until_idle
+from _common import RUN_DIR, CpuMeter, code_version, print_cpu, wait_until_idle
+from _instances import Instances, MemoryPeaks, instance_pids
 
 from shared.db import connect
 from shared.events.catalog import HELP_REQUESTS, HelpRequested, QuestionFacts
@@ -65,10 +64,9 @@ from shared.settings import InfraSettings
 
 GROUP = "ido-routing"
 TARGET_RATIO = 1.7
-LOGS = REPO_ROOT / ".local" / "logs"
-BASE_PORT = int(os.environ.get("ROUTING_PORT", 8002))
 INTAKE_BASE_URL = f"http://127.0.0.1:{os.environ.get('INTAKE_PORT', 8001)}"
-COMMAND = [sys.executable, "-m", "services.routing"]  # as deploy/local/services.sh starts it
+ROUTING = Instances("routing")  # as `make up INSTANCES=N` starts them
+PidSource = Callable[[int], dict[str, int]]  # instance count -> the processes whose memory is sampled
 REQUEST = {
     "channel": "walk_in",
     "questions": [
@@ -85,115 +83,6 @@ REQUEST = {
     "duration_minutes": None,
     "location": None,
 }
-
-
-# --------------------------------------------------------------------------------------------
-# Routing's instances, started and stopped the way deploy/local/services.sh does
-# --------------------------------------------------------------------------------------------
-
-
-def instance_name(k: int) -> str:
-    return "routing" if k == 0 else f"routing-{k}"
-
-
-def instance_port(k: int) -> int:
-    return BASE_PORT + 100 * k
-
-
-def instance_pid(k: int) -> int | None:
-    """The pid of instance k if its pid file names a live process."""
-    try:
-        pid = int((RUN_DIR / f"{instance_name(k)}.pid").read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
-
-
-def running_instances(upto: int = 10) -> list[int]:
-    return [k for k in range(upto) if instance_pid(k) is not None]
-
-
-async def wait_healthy(k: int, timeout: float = 90.0) -> None:
-    url = f"http://127.0.0.1:{instance_port(k)}/healthz"
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2) as client:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(url)).status_code == 200:
-                    return
-            if instance_pid(k) is None:
-                sys.exit(f"{instance_name(k)} exited; see {LOGS / instance_name(k)}.log")
-            await asyncio.sleep(0.3)
-    sys.exit(f"{instance_name(k)} not healthy after {timeout:g} s; see {LOGS / instance_name(k)}.log")
-
-
-async def start_instance(k: int) -> None:
-    """`python -m services.routing` in its own session, output appended to its log, pid file written."""
-    if instance_pid(k) is not None:
-        return
-    name = instance_name(k)
-    env = {
-        **os.environ,
-        "ROUTING_PORT": str(instance_port(k)),
-        # Every instance names instance 0's address (links in events stay stable), as services.sh does.
-        "ROUTING_PUBLIC_BASE_URL": os.environ.get("ROUTING_PUBLIC_BASE_URL", f"http://127.0.0.1:{BASE_PORT}"),
-    }
-    LOGS.mkdir(parents=True, exist_ok=True)
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    with (LOGS / f"{name}.log").open("ab") as log:
-        proc = subprocess.Popen(
-            COMMAND,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # as `setsid`: its own process group, which stop_instance signals
-        )
-    (RUN_DIR / f"{name}.pid").write_text(f"{proc.pid}\n")
-
-
-async def stop_instance(k: int) -> None:
-    """TERM the instance's process group, KILL it after 20 s, remove the pid file (as services.sh)."""
-    pid = instance_pid(k)
-    if pid is not None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(pid, sig)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, sig)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and _alive(pid):
-                await asyncio.sleep(0.2)
-            if not _alive(pid):
-                break
-    (RUN_DIR / f"{instance_name(k)}.pid").unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    # A zombie (our own child that exited) counts as gone.
-    with contextlib.suppress(ChildProcessError, OSError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
-
-
-async def run_exactly(count: int) -> None:
-    """Instances 0..count-1 running and healthy, every other instance stopped."""
-    for k in running_instances():
-        if k >= count:
-            await stop_instance(k)
-    for k in range(count):
-        await start_instance(k)
-    for k in range(count):
-        await wait_healthy(k)
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,19 +257,22 @@ class Drain:
     assignment: list[list[int]] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
     complete: bool = True
+    peaks: dict[str, int] = field(default_factory=dict)  # peak resident bytes per process during the drain
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-async def drain(args: argparse.Namespace, kafka: Kafka, settings: InfraSettings, instances: int) -> Drain:
+async def drain(
+    args: argparse.Namespace, kafka: Kafka, settings: InfraSettings, instances: int, memory_of: PidSource
+) -> Drain:
     cold = args.cold
     group = Group("", [])
     if cold:
-        await run_exactly(0)
+        await ROUTING.run_exactly(0)
     else:
-        await run_exactly(instances)
+        await ROUTING.run_exactly(instances)
         group = await kafka.wait_stable(instances, args.settle)
         if lag := await kafka.wait_caught_up(args.settle):
             print(f"  warning: routing still had {lag} events to consume after {args.settle:g} s; they count too")
@@ -390,13 +282,15 @@ async def drain(args: argparse.Namespace, kafka: Kafka, settings: InfraSettings,
     before = await kafka.committed()
     cpu = CpuMeter()
     cpu_start = cpu.snapshot()
+    memory = MemoryPeaks(memory_of(instances)).start()
     published = await publish(args.bootstrap, records)
     first, targets = published.first, published.targets
     if cold:
         for k in range(instances):  # not waiting for them: the clock runs from the first send
-            await start_instance(k)
+            await ROUTING.start(k)
         cpu = CpuMeter()  # with the new instances' pids
         cpu_start = cpu.snapshot()
+        memory.pids = memory_of(instances)
     progress_at: float | None = None
     done_at: dict[int, float] = {}
     deadline = first + args.timeout
@@ -418,8 +312,9 @@ async def drain(args: argparse.Namespace, kafka: Kafka, settings: InfraSettings,
         await asyncio.sleep(0.05)
     seconds = max(done_at.values()) if len(done_at) == len(targets) else time.monotonic() - first
     cpu_used = CpuMeter.cores_used(cpu_start, cpu.snapshot())
+    memory.stop()
     for k in range(instances):
-        await wait_healthy(k)
+        await ROUTING.wait_healthy(k)
     return Drain(
         instances=instances,
         events=len(records),
@@ -431,6 +326,7 @@ async def drain(args: argparse.Namespace, kafka: Kafka, settings: InfraSettings,
         assignment=group.members,
         cpu=cpu_used,
         complete=len(done_at) == len(targets),
+        peaks=memory.peaks,
     )
 
 
@@ -449,11 +345,19 @@ def report_drain(d: Drain, cold: bool) -> None:
     if d.assignment:
         print(f"      assignment: {'; '.join(f'instance {i + 1}: {ps}' for i, ps in enumerate(d.assignment))}")
     print_cpu(d.cpu, indent="      ")
+    print("      peak resident memory: " + ",  ".join(f"{n} {b / 2**20:.0f} MB" for n, b in sorted(d.peaks.items())))
 
 
-async def main(args: argparse.Namespace) -> None:
+def routing_pids(instances: int) -> dict[str, int]:
+    return instance_pids(ROUTING, instances)
+
+
+async def main(
+    args: argparse.Namespace, memory_of: PidSource = routing_pids
+) -> list[tuple[int, float, dict[str, int]]]:
+    """The drains, one per instance count; returns (instances, events/s, peak memory per process)."""
     settings = InfraSettings()
-    original = running_instances()
+    original = ROUTING.running()
     if 0 not in original:
         sys.exit(f"routing is not running (no live {RUN_DIR / 'routing.pid'}); run `make up`")
     kafka = Kafka(args.bootstrap)
@@ -471,17 +375,17 @@ async def main(args: argparse.Namespace) -> None:
             print(
                 f"- {count} instance(s) (with {partitions} evenly filled partitions at best {bound:.2f}x one instance)"
             )
-            drains.append(await drain(args, kafka, settings, count))
+            drains.append(await drain(args, kafka, settings, count, memory_of))
             report_drain(drains[-1], args.cold)
     finally:
         print(f"- putting routing back as it was: instances {original}")
-        for k in running_instances():
+        for k in ROUTING.running():
             if k not in original:
-                await stop_instance(k)
+                await ROUTING.stop(k)
         for k in original:
-            await start_instance(k)
+            await ROUTING.start(k)
         for k in original:
-            await wait_healthy(k)
+            await ROUTING.wait_healthy(k)
         await kafka.stop()
     if len(drains) >= 2 and drains[0].rate:
         base = drains[0]
@@ -499,6 +403,7 @@ async def main(args: argparse.Namespace) -> None:
                     f"{-(-partitions // d.instances)} of them: the target needs a partition count that "
                     f"{d.instances} divides (IDO_TOPIC_PARTITIONS, for a new topic)"
                 )
+    return [(d.instances, d.rate, d.peaks) for d in drains]
 
 
 def parse_args() -> argparse.Namespace:

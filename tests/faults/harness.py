@@ -209,6 +209,11 @@ class Agency:
                 await asyncio.sleep(0.2)
 
 
+def refusals(load: Load) -> str:
+    """Why requests were not accepted: no answer (by exception) or the status answered."""
+    return ", ".join(f"{why}: {n}" for why, n in load.refused.most_common()) or "-"
+
+
 async def register_location(tokens: list[str]) -> str:
     """A location code of this run's own, registered for each library of the load, so its
     visits can be told apart from every other test's."""
@@ -282,7 +287,7 @@ class Verdict:
         return (
             f"| {name} | {self.offered} | {self.accepted} | {self.delivered} | {self.duplicated_effects} "
             f"| {self.lost} | {recovery:.1f} s | {p99:.1f} s / {max(delays, default=0):.1f} s "
-            f"| {self.settle_seconds:.1f} s |"
+            f"| {self.settle_seconds:.1f} s | {refusals(load)} |"
         )
 
 
