@@ -158,6 +158,8 @@ def deployment(service: str) -> dict[str, Any]:
         "metadata": {"name": service, "labels": labels(service)},
         "spec": {
             "replicas": 1,
+            # One new pod ready before an old one goes, at any size KEDA chose.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "selector": {"matchLabels": labels(service)},
             "template": {
                 "metadata": {

@@ -119,6 +119,16 @@ class Load:
     accepted_at: dict[str, float] = field(default_factory=dict)  # id: wall-clock time of the 201
     refused: Counter = field(default_factory=Counter)
     unavailable: list[tuple[float, dict[str, str]]] = field(default_factory=list)  # 503s: seconds, headers
+    failover: bool = False  # a request no instance answered goes to the next, as a load balancer does
+
+    def _answered(self, answer: httpx.Response, sent: float) -> None:
+        if answer.status_code in (200, 201):  # 200: a failover's retry of a request already stored
+            self.accepted.append(answer.json()["id"])
+            self.accepted_at[answer.json()["id"]] = time.time()
+            return
+        self.refused[answer.status_code] += 1
+        if answer.status_code == 503:
+            self.unavailable.append((time.monotonic() - sent, dict(answer.headers)))
 
     async def run(self) -> None:
         visit = {**VISIT, "location": self.location}
@@ -130,23 +140,23 @@ class Load:
 
             async def one(i: int) -> None:
                 async with slots:
-                    url = f"{base('intake', i % self.instances)}/v1/help-requests"
-                    headers = {"Authorization": f"Bearer {self.tokens[i % len(self.tokens)]}"}
-                    sent = time.monotonic()
-                    try:
-                        answer = await client.post(
-                            url, json=visit, headers={**headers, "Idempotency-Key": uuid.uuid4().hex}
-                        )
-                    except httpx.HTTPError as exc:
-                        self.refused[type(exc).__name__] += 1
+                    headers = {
+                        "Authorization": f"Bearer {self.tokens[i % len(self.tokens)]}",
+                        "Idempotency-Key": uuid.uuid4().hex,  # the same on a failover: one visit at most
+                    }
+                    tries = self.instances if self.failover else 1
+                    for attempt in range(tries):
+                        url = f"{base('intake', (i + attempt) % self.instances)}/v1/help-requests"
+                        sent = time.monotonic()
+                        try:
+                            answer = await client.post(url, json=visit, headers=headers)
+                        except httpx.HTTPError as exc:
+                            if attempt + 1 < tries:
+                                continue  # as a load balancer: the next instance
+                            self.refused[type(exc).__name__] += 1
+                            return
+                        self._answered(answer, sent)
                         return
-                    if answer.status_code == 201:
-                        self.accepted.append(answer.json()["id"])
-                        self.accepted_at[answer.json()["id"]] = time.time()
-                        return
-                    self.refused[answer.status_code] += 1
-                    if answer.status_code == 503:
-                        self.unavailable.append((time.monotonic() - sent, dict(answer.headers)))
 
             tasks = []
             for i in range(self.count):

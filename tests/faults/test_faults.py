@@ -241,3 +241,28 @@ async def test_f5_one_instance_of_each_service_killed_the_survivors_take_over(in
     load, found, over = await run(infra, token, REQUESTS, REQUESTS / duration, fault)
     TABLE.append(found.row("F5: one instance of each killed", load, over))
     assert_nothing_lost(load, found)
+
+
+async def test_f7_rolling_restart_under_load_refuses_nothing_and_loses_nothing(infra, token):
+    """An upgrade without downtime, locally: every instance of every service in turn is stopped
+    gracefully (SIGTERM) and started again, one at a time, while the load goes on. The load
+    goes to the other intake instance when one does not answer, as a load balancer does, with
+    the same Idempotency-Key. Every request is accepted; nothing is lost or applied twice."""
+    duration = max(120.0, REQUESTS / RATE)
+
+    async def fault() -> None:
+        for service in SERVICES:
+            for k in range(INSTANCES):
+                await asyncio.to_thread(harness.stop, {harness.instance_name(service, k)})
+                await asyncio.to_thread(restart, INSTANCES)
+
+    load = Load(token, await harness.register_location(token), REQUESTS, REQUESTS / duration, INSTANCES, failover=True)
+    since = await harness.topic_ends(infra, harness.AGENCY_TOPIC)
+    async with asyncio.TaskGroup() as both:
+        both.create_task(load.run())
+        over = both.create_task(timed(fault))
+    found = await verdict(infra, load, since)
+    TABLE.append(found.row(f"F7: rolling restart of all {INSTANCES * len(SERVICES)} instances", load, over.result()))
+    assert dict(load.refused) == {}, "a rolling restart refuses nothing"
+    assert found.accepted == REQUESTS
+    assert_nothing_lost(load, found)

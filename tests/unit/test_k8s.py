@@ -161,6 +161,8 @@ def test_every_deployment_is_probed_limited_and_locked_down(overlay: str):
     deployments = named(build(overlay), "Deployment")
     assert set(deployments) == set(SERVICES)
     for name, deployment in deployments.items():
+        assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+        assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
