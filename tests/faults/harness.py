@@ -119,7 +119,10 @@ class Load:
     accepted_at: dict[str, float] = field(default_factory=dict)  # id: wall-clock time of the 201
     refused: Counter = field(default_factory=Counter)
     unavailable: list[tuple[float, dict[str, str]]] = field(default_factory=list)  # 503s: seconds, headers
-    failover: bool = False  # a request no instance answered goes to the next, as a load balancer does
+    # A request no instance answered goes to the next, as a load balancer does, and a 503 is tried
+    # again shortly, as a client does with Retry-After; always with the same Idempotency-Key.
+    failover: bool = False
+    retried: int = 0
 
     def _answered(self, answer: httpx.Response, sent: float) -> None:
         if answer.status_code in (200, 201):  # 200: a failover's retry of a request already stored
@@ -144,7 +147,7 @@ class Load:
                         "Authorization": f"Bearer {self.tokens[i % len(self.tokens)]}",
                         "Idempotency-Key": uuid.uuid4().hex,  # the same on a failover: one visit at most
                     }
-                    tries = self.instances if self.failover else 1
+                    tries = self.instances + 1 if self.failover else 1
                     for attempt in range(tries):
                         url = f"{base('intake', (i + attempt) % self.instances)}/v1/help-requests"
                         sent = time.monotonic()
@@ -152,9 +155,14 @@ class Load:
                             answer = await client.post(url, json=visit, headers=headers)
                         except httpx.HTTPError as exc:
                             if attempt + 1 < tries:
+                                self.retried += 1
                                 continue  # as a load balancer: the next instance
                             self.refused[type(exc).__name__] += 1
                             return
+                        if answer.status_code == 503 and attempt + 1 < tries:
+                            self.retried += 1  # as a client does with Retry-After (shortened here)
+                            await asyncio.sleep(min(1.0, float(answer.headers.get("retry-after", 1))))
+                            continue
                         self._answered(answer, sent)
                         return
 

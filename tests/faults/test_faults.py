@@ -242,7 +242,7 @@ async def test_f5_one_instance_of_each_service_killed_the_survivors_take_over(in
             kill(service, 1)
 
     load, found, over = await run(infra, token, REQUESTS, REQUESTS / duration, fault, failover=True)
-    TABLE.append(found.row("F5: one instance of each killed", load, over))
+    TABLE.append(found.row(f"F5: one instance of each killed ({load.retried} requests sent again)", load, over))
     assert dict(load.refused) == {}, "the surviving intake instance answered what the killed one did not"
     assert_nothing_lost(load, found)
 
@@ -261,7 +261,8 @@ async def test_f7_rolling_restart_under_load_refuses_nothing_and_loses_nothing(i
                 await asyncio.to_thread(restart, INSTANCES)
 
     load, found, over = await run(infra, token, REQUESTS, REQUESTS / duration, fault, failover=True)
-    TABLE.append(found.row(f"F7: rolling restart of all {INSTANCES * len(SERVICES)} instances", load, over))
+    name = f"F7: rolling restart of all {INSTANCES * len(SERVICES)} instances ({load.retried} requests sent again)"
+    TABLE.append(found.row(name, load, over))
     assert dict(load.refused) == {}, "a rolling restart refuses nothing"
     assert found.accepted == REQUESTS
     assert_nothing_lost(load, found)
