@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from aiokafka import TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -118,7 +119,9 @@ class EventConsumer:
         self.max_backoff_seconds = max_backoff_seconds
         self.on_handled = on_handled
         self.closing = False  # set at shutdown: every batch handled from then on is committed
-        self._unacked: dict[int, KafkaMessage] = {}  # per Kafka consumer, its last uncommitted batch
+        # Per Kafka consumer: the next offset of every partition handled since its last commit.
+        self._uncommitted: dict[int, tuple[Any, dict[TopicPartition, int]]] = {}
+        self._flushes: dict[int, asyncio.Task[None]] = {}
         self._busy: set[int] = set()  # Kafka consumers with a batch in hand
 
     def subscribe(self, topic: str, handlers: dict[str, Handler]) -> None:
@@ -207,24 +210,48 @@ class EventConsumer:
         finally:
             self._busy.discard(consumer)
         record_lag(msg.consumer, msg.raw_message)
+        offsets = self._uncommitted.setdefault(consumer, (msg.consumer, {}))[1]
+        for record in msg.raw_message:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
         now = asyncio.get_running_loop().time()
         if self.closing or now - self._committed_at.get(consumer, float("-inf")) >= self.commit_seconds:
-            await msg.ack()
-            self._committed_at[consumer] = now
-            self._unacked.pop(consumer, None)
-        else:
-            self._unacked[consumer] = msg
+            await self._commit(consumer)
+        elif consumer not in self._flushes:
+            self._flushes[consumer] = asyncio.create_task(self._commit_later(consumer))
+
+    async def _commit(self, consumer: int) -> None:
+        """Commit the offsets of what this consumer handled: explicit offsets, never its position,
+        which may already be past records fetched and not yet handled."""
+        kafka, offsets = self._uncommitted.pop(consumer, (None, {}))
+        if offsets:
+            self._committed_at[consumer] = asyncio.get_running_loop().time()
+            await kafka.commit(offsets)
+
+    async def _commit_later(self, consumer: int) -> None:
+        """A group that goes idle commits its last batches too: otherwise its committed lag,
+        which an autoscaler reads, would never come down to zero."""
+        try:
+            await asyncio.sleep(self.commit_seconds)
+            if consumer not in self._busy:  # else the batch in hand commits when done
+                await self._commit(consumer)
+        except Exception as exc:
+            # Revoked meanwhile, or the broker away: the records are read again and skipped.
+            log.info("deferred commit failed", error=type(exc).__name__)
+        finally:
+            self._flushes.pop(consumer, None)
 
     async def close(self) -> None:
         """At shutdown, before the broker stops: commit what was handled and not yet committed
         (a batch still in hand commits itself when done), so a restart re-reads nothing."""
         self.closing = True
-        for consumer, msg in list(self._unacked.items()):
+        for task in list(self._flushes.values()):
+            task.cancel()
+        for consumer in list(self._uncommitted):
             if consumer not in self._busy:
                 # Not committed (a rebalance, a broker away): re-read after the restart and skipped.
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(msg.ack(), timeout=2)
-                self._unacked.pop(consumer, None)
+                    await asyncio.wait_for(self._commit(consumer), timeout=2)
 
     async def process_folded(self, records: Any, types_by_topic: dict[str, tuple[str, ...]], fold: Fold) -> None:
         valid: list[tuple[Any, CloudEvent, Any]] = []

@@ -9,7 +9,7 @@ import pytest
 
 from shared.consuming import EventConsumer, PermanentError
 from shared.events.catalog import HelpRequested, QuestionFacts, dlq_topic
-from shared.kafka import make_broker, publish_event
+from shared.kafka import admin_client, latest_offsets, make_broker, publish_event
 from shared.outbox import EventFactory
 from tests.kafkatools import TopicReader, eventually
 
@@ -295,3 +295,29 @@ async def test_a_folded_batch_is_held_while_the_database_is_away(infra, db, topi
     assert await db.fetchval("SELECT sum(n) FROM effects WHERE key LIKE 'hr-h%'") == 10, "each once"
     assert await dlq.until(lambda r: True, timeout=2) == []
     await dlq.stop()
+
+
+async def test_an_idle_group_commits_its_last_batches_so_its_committed_lag_reaches_zero(
+    infra, db, topic, unique, publisher
+):
+    """Offsets are committed every `commit_seconds` at most; what was handled after the last
+    commit is committed too once the group goes idle (its committed lag is what an autoscaler
+    reads), with the batches' own offsets."""
+    events = [help_requested(f"hr-idle-{unique}-{n}") for n in range(5)]
+    async with Running(infra, db, topic, unique, commit_seconds=5.0) as running:
+        for event in events:
+            await publish_event(publisher, event, topic)
+            await eventually(lambda event=event: processed(db, running.consumer.group_id, event))
+        ends = await latest_offsets(infra.kafka_bootstrap_servers, [topic])
+
+        async def committed_to_the_end() -> bool:
+            admin = admin_client(infra.kafka_bootstrap_servers)
+            await admin.start()
+            try:
+                committed = await admin.list_consumer_group_offsets(running.consumer.group_id)
+            finally:
+                await admin.close()
+            return all(committed.get(tp) and committed[tp].offset >= end for tp, end in ends.items() if end)
+
+        assert not await committed_to_the_end(), "the first batch committed at once, the later ones wait"
+        await eventually(committed_to_the_end, timeout=20)
