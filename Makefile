@@ -71,8 +71,8 @@ up: infra
 	@echo
 	@echo "IDO platform is up:"
 	@echo "  ($(INSTANCES) instance(s) of each service; instance k on the port + 100*k)"
-	@echo "  intake     http://127.0.0.1:$${INTAKE_PORT:-8001}  (OpenAPI: /v1/openapi.json)"
-	@echo "  routing    http://127.0.0.1:$${ROUTING_PORT:-8002}"
+	@echo "  intake     http://127.0.0.1:$${INTAKE_PORT:-8001}  (OpenAPI: /v1/openapi.json; the desk: /desk)"
+	@echo "  routing    http://127.0.0.1:$${ROUTING_PORT:-8002}  (the agencies' inbox: /inbox)"
 	@echo "  courses    http://127.0.0.1:$${COURSES_PORT:-8003}"
 	@echo "  subsidy    http://127.0.0.1:$${SUBSIDY_PORT:-8004}"
 	@echo "  reporting  http://127.0.0.1:$${REPORTING_PORT:-8005}  (dashboard: /dashboard#token=\$$(.venv/bin/ido keys create --kb))"

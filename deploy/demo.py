@@ -1,5 +1,6 @@
 """`make demo`: a simulated month of IDO traffic for the 15 pilot libraries, sent through the
-public APIs as libraries, agencies and the KB would, with progress; then the dashboard URL.
+public APIs as libraries, agencies and the KB would, with progress; then the dashboard URL, and
+the desk's and the inbox's with a library's and an agency's credential to paste into them.
 
 The question mix follows the desks' experience: DigiD the most common, then allowances, taxes,
 care, traffic fines; about four in ten visitors agree to a warm referral."""
@@ -29,6 +30,7 @@ MIX = [  # (weight, theme, subthemes)
     (3, "recht", ["rechtsbijstand", "alimentatie"]),
     (4, "gemeente", []),
 ]
+DESK_LIBRARY, INBOX_AGENCY = "rivierenland", "belastingdienst"  # whose credentials are printed
 OUTCOMES = ["accepted", "got_help", "needs_client_action", "could_not_contact", "no_longer_interested"]
 
 
@@ -182,6 +184,11 @@ async def main() -> None:
         f"{runs} course runs, {len(libraries)} subsidy applications."
     )
     print(f"Dashboard (KB): {REPORTING}/dashboard#token={tokens['kb']}")
+    # The desk and the inbox ask for the credential once per browser tab (never in a URL).
+    print(f"\nDesk (library staff): {INTAKE}/desk")
+    print(f"  credential of {reference.PILOT_LIBRARIES[DESK_LIBRARY]}, to paste: {tokens[DESK_LIBRARY]}")
+    print(f"Inbox (an agency): {ROUTING}/inbox")
+    print(f"  credential of {reference.AGENCIES[INBOX_AGENCY]}, to paste: {tokens[INBOX_AGENCY]}")
 
 
 if __name__ == "__main__":

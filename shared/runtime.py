@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from shared import migrations
@@ -187,6 +188,18 @@ class ServiceRuntime:
         }
         app.include_router(health_router(checks))
         app.include_router(metrics_router())
+        if origins := self.settings.cors_allow_list:
+            # Only the origins listed, only with a bearer credential (no cookies): a page there
+            # (the desk) may call this API; any other origin's page gets no CORS answer.
+            app.add_middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Correlation-Id"],
+                expose_headers=["Location", "Retry-After", "API-Version"],
+                allow_credentials=False,
+                max_age=600,
+            )
         app.add_middleware(RequestTracing)  # the request's span: what is logged and emitted within carries it
         app.add_middleware(RequestMetrics)  # outermost: times what every other layer does
 

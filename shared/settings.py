@@ -108,6 +108,13 @@ class ServiceSettings(InfraSettings):
     outbox_batch_size: int = Field(500, ge=1, validation_alias="IDO_OUTBOX_BATCH_SIZE")
     # How often the outbox backlog (pending rows, oldest age) is measured for /metrics.
     metrics_seconds: float = Field(5.0, gt=0, validation_alias="IDO_METRICS_SECONDS")
+    # Browser pages on other origins that may call this API (CORS), comma-separated and exact,
+    # e.g. intake's desk calling courses: "http://127.0.0.1:8001". Empty: no cross-origin calls.
+    cors_origins: str = Field("", validation_alias="IDO_CORS_ORIGINS")
+
+    @property
+    def cors_allow_list(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip()]
 
     def model_post_init(self, _context: object) -> None:
         super().model_post_init(_context)

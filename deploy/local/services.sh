@@ -27,6 +27,15 @@ routing_credential() {
   cat "$file"
 }
 
+# The origins the desk is served from: intake's instances, by address and by name.
+desk_origins() {
+  local k origins=()
+  for ((k = 0; k < INSTANCES; k++)); do
+    origins+=("http://127.0.0.1:$(port_of intake "$k")" "http://localhost:$(port_of intake "$k")")
+  done
+  (IFS=,; echo "${origins[*]}")
+}
+
 start() {
   [[ "$INSTANCES" =~ ^[1-9][0-9]*$ ]] || { log "INSTANCES must be a positive number"; return 2; }
   local name k
@@ -38,13 +47,16 @@ start() {
     for ((k = 0; k < INSTANCES; k++)); do
       local instance; instance=$(instance_name "$name" "$k")
       if is_running "$instance"; then continue; fi
-      local upper="${name^^}" public="${name^^}_PUBLIC_BASE_URL"
+      local upper="${name^^}" public="${name^^}_PUBLIC_BASE_URL" cors=""
+      # The desk (a page on intake) calls courses from the browser: courses allows intake's
+      # origins, every instance's, and no other (IDO_CORS_ORIGINS, an explicit allow-list).
+      if [[ "$name" == courses ]]; then cors="${IDO_CORS_ORIGINS:-$(desk_origins)}"; fi
       # Each service talks to Kafka as its own principal (made by `ido topics apply`).
       local client="$STATE/kafka/clients/ido-$name.properties"
       # A local run is a demo or a test: agencies' webhook receivers are local too (in
       # production callbacks go to https on public addresses only).
       (cd "$ROOT" && if [[ -z "${KAFKA_CLIENT_CONFIG+set}" && -f "$client" ]]; then export KAFKA_CLIENT_CONFIG="$client"; fi &&
-        export "${upper}_PORT=$(port_of "$name" "$k")" \
+        export "${upper}_PORT=$(port_of "$name" "$k")" "IDO_CORS_ORIGINS=$cors" \
         "ROUTING_WEBHOOK_ALLOW_LOCAL=${ROUTING_WEBHOOK_ALLOW_LOCAL:-true}" \
         "$public=${!public:-http://127.0.0.1:$(port_of "$name" 0)}" &&
         start_daemon "$instance" "$PYTHON" -m "services.$name")

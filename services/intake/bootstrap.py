@@ -31,6 +31,9 @@ class IntakeSettings(ServiceSettings):
     # registration itself (themes, channel, outcome) stays for the KB's monitoring.
     retention_days: int = Field(30, ge=1)
     retention_check_seconds: float = Field(3600.0, gt=0)
+    # Where the desk page (GET /desk) finds the courses API, from the browser (INTAKE_COURSES_URL);
+    # courses must list intake's origin in its IDO_CORS_ORIGINS.
+    courses_url: str = "http://127.0.0.1:8003"
 
 
 def build_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -72,4 +75,5 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
             events=runtime.events,
         )
     )
+    app.include_router(http.desk_router(courses_url=settings.courses_url))
     return app

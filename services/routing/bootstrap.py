@@ -73,5 +73,6 @@ def build_app(settings: RoutingSettings | None = None, clock: Callable[[], datet
         authenticated=runtime.authenticated, db=runtime.db, events=runtime.events, keys=keys, clock=clock
     )
     app.include_router(router)
+    app.include_router(http.inbox_router())
     webhooks.install(runtime, app, settings)
     return app

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from services.routing.domain.model import RoutingRules, decide
-from services.routing.domain.referral import Referral, response_time
+from services.routing.domain.referral import Listing, Referral, response_time
 from shared.auth import Principal
 from shared.events.catalog import (
     HelpRequested,
@@ -37,6 +37,10 @@ class Referrals(Protocol):
     async def save(self, referral: Referral) -> None: ...
     async def record_read(self, referral_id: str, *, at: datetime, organisation: str, credential_id: str) -> None: ...
     async def lock_due(self, now: datetime, limit: int) -> list[Referral]: ...
+
+
+class ReferralList(Protocol):
+    async def of_organisation(self, agency: str, listing: Listing) -> list[Referral]: ...
 
 
 class Rules(Protocol):
@@ -69,6 +73,10 @@ class ReferralTopics(Protocol):
 
 class NotFound(Exception):
     """Unknown, or not addressed to this caller: both answer 404 so nothing leaks."""
+
+
+class NotReceiving(Exception):
+    """The caller is not an organisation that receives referrals (an agency or partner)."""
 
 
 async def on_help_requested(
@@ -204,6 +212,14 @@ async def read_handover(
     read = ReferralHandoverRead(**_facts(referral), read_at=now, credential_id=caller.credential_id)
     uow.emit(events.create(read, correlation_id=referral.help_request_id))
     return referral
+
+
+async def list_referrals(listing: Listing, *, caller: Principal, referrals: ReferralList) -> list[Referral]:
+    """The caller's own referrals (an agency's or a partner's), newest first: the inbox. Only
+    what the event already says; the handover (contact, note) is read one at a time, recorded."""
+    if caller.role != "agency":
+        raise NotReceiving(caller.role)
+    return await referrals.of_organisation(caller.organisation, listing)
 
 
 async def report_status(

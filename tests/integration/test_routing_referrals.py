@@ -93,11 +93,11 @@ async def handle(db, data) -> bool:
     return await consumer._handle_once(routing[event.name], event, data)
 
 
-def client_for(db, keys: Keys | None = None) -> httpx.AsyncClient:
+def client_for(db, keys: Keys | None = None, now: datetime = NOW) -> httpx.AsyncClient:
     app = FastAPI()
     install_conventions(app, "1.0.0", 65536)
     router = build_router(
-        authenticated=fake_authenticated, db=db, events=ROUTING, keys=keys or Keys(), clock=lambda: NOW
+        authenticated=fake_authenticated, db=db, events=ROUTING, keys=keys or Keys(), clock=lambda: now
     )
     app.include_router(router)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://routing")
@@ -258,3 +258,60 @@ async def test_organisations_and_rules_are_edited_by_kb_staff(two):
         assert desk.status_code == 200
     rules = await db.fetch("SELECT organisation FROM routing_rules WHERE theme = 'gemeente' AND municipality = 'tiel'")
     assert [r["organisation"] for r in rules] == [None], "one rule per key, now: helped at the desk"
+
+
+async def route_to(db, help_request_id: str, theme: str, subtheme: str) -> None:
+    """Route one more help request (one question, with consent) as the consumer would."""
+    data = HelpRequested(
+        help_request_id=help_request_id,
+        library="katwijk",
+        channel="walk_in",
+        questions=[QuestionFacts(index=0, category="digital_government", theme=theme, subtheme=subtheme)],
+        referral_consent=True,
+        contact_preference="phone",
+        registered_at=NOW,
+    )
+    assert await handle(db, data)
+
+
+async def test_an_organisation_lists_its_own_referrals_page_by_page_without_personal_data(two):
+    db, _ = two  # hr-1: one referral to CJIB, with contact details and a note (sealed)
+    for n in range(2, 6):
+        await route_to(db, f"hr-{n}", "verkeer", "verkeersboete")  # CJIB
+    await route_to(db, "hr-uwv", "werk-en-uitkering", "ww")  # UWV
+    cjib = sorted((referral_id(f"hr-{n}", 0) for n in range(1, 6)), reverse=True)  # one sent_at: id breaks ties
+    async with client_for(db) as http:
+        seen, after = [], None
+        while True:
+            params = {"limit": 2, **({"after": after} if after else {})}
+            page = await http.get("/v1/referrals", params=params, headers=AS_CJIB)
+            assert page.status_code == 200, page.text
+            seen += page.json()["items"]
+            after = page.json()["next"]
+            if after is None:
+                break
+        assert [item["referral_id"] for item in seen] == cjib, "newest first, each once, only CJIB's"
+        for item in seen:
+            assert not {"contact", "note", "history"} & set(item), "no personal data in the list"
+            assert (item["status"], item["overdue"], item["paused"], item["agency"]) == ("sent", False, False, "cjib")
+            assert "accepted" in item["allowed_statuses"] and "sent" not in item["allowed_statuses"]
+
+        accepted = await http.post(f"/v1/referrals/{REFERRAL}/status", json={"status": "accepted"}, headers=AS_CJIB)
+        assert "accepted" not in accepted.json()["allowed_statuses"], "offered: what may follow"
+        only = (await http.get("/v1/referrals", params={"status": "accepted"}, headers=AS_CJIB)).json()["items"]
+        assert [i["referral_id"] for i in only] == [REFERRAL]
+        both = await http.get("/v1/referrals", params=[("status", "sent"), ("status", "accepted")], headers=AS_CJIB)
+        assert len(both.json()["items"]) == 5
+        uwv = (await http.get("/v1/referrals", headers=AS_UWV)).json()["items"]
+        assert [i["referral_id"] for i in uwv] == [referral_id("hr-uwv", 0)]
+        assert (await http.get("/v1/referrals", headers=AS_LIBRARY)).status_code == 403
+        assert (await http.get("/v1/referrals", headers=AS_KB)).status_code == 403
+        bad = await http.get("/v1/referrals", params={"after": "not-a-cursor"}, headers=AS_CJIB)
+        assert bad.status_code == 422 and bad.json()["invalid-params"][0]["name"] == "after"
+        assert (await http.get("/v1/referrals", params={"status": "lost"}, headers=AS_CJIB)).status_code == 422
+    assert await db.fetchval("SELECT count(*) FROM referral_reads") == 0, "listing reads no handover"
+
+    # Six days on, past the five-day response time: the open ones are overdue, the clock shows it.
+    async with client_for(db, now=NOW + timedelta(days=6)) as later:
+        items = (await later.get("/v1/referrals", headers=AS_CJIB)).json()["items"]
+        assert all(i["overdue"] for i in items)

@@ -1,11 +1,16 @@
 """Intake's HTTP API for libraries: /v1/help-requests and /v1/themes (the KB keeps the taxonomy)."""
 
 import base64
+import html
+import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path as FilePath
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from services.intake import handlers
@@ -13,6 +18,7 @@ from services.intake.adapters.repository import HelpRequests, IntakeUnitOfWork, 
 from services.intake.domain.location import IdoLocation, RegisteredLocation
 from services.intake.domain.model import HelpRequest, Listing, RegisterHelpRequest, Status
 from services.intake.domain.taxonomy import Theme, ThemeDefinition
+from shared import reference
 from shared.auth import Principal
 from shared.db import Database
 from shared.http import Problem, invalid_field, require_json
@@ -229,5 +235,54 @@ def build_router(
             theme = await handlers.put_theme(Theme(code=code, **definition.model_dump()), uow=IntakeUnitOfWork(tx))
         log.info("theme put", theme=code, category=theme.category, retired=theme.retired)
         return ThemeView.of(theme)
+
+    return router
+
+
+STATIC = FilePath(__file__).parent / "static"
+DESK = {name: (STATIC / name).read_text(encoding="utf-8") for name in ("desk.html", "desk.js", "desk.css")}
+
+
+def desk_router(*, courses_url: str) -> APIRouter:
+    """The desk page (in Dutch, for library staff): register a visit, follow its outcome. It
+    holds no data: it calls this API (and courses', at `courses_url`) with the credential staff
+    paste in, so it needs no authentication of its own."""
+    router = APIRouter()
+    courses = courses_url.rstrip("/")
+    parts = urlsplit(courses)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    # The Dutch names the outcome is shown with (organisations a partner added later: their code).
+    labels = {
+        "organisations": reference.AGENCIES,
+        "statuses": reference.REFERRAL_STATUS_LABELS,
+        "outcomes": reference.OUTCOME_LABELS,
+        "course_types": reference.COURSE_TYPE_LABELS,
+    }
+    page = (
+        DESK["desk.html"]
+        .replace("__COURSES_URL__", html.escape(courses, quote=True))
+        .replace("__LABELS__", html.escape(json.dumps(labels, ensure_ascii=False), quote=True))
+    )
+    # The page loads nothing but its own script and style and talks to intake and courses only.
+    headers = {
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' {origin}; "
+            "img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+        ),
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+    }
+
+    @router.get("/desk", response_class=HTMLResponse, include_in_schema=False)
+    async def desk() -> HTMLResponse:
+        return HTMLResponse(page, headers=headers)
+
+    @router.get("/desk/desk.js", include_in_schema=False)
+    async def script() -> Response:
+        return Response(DESK["desk.js"], media_type="text/javascript", headers=headers)
+
+    @router.get("/desk/desk.css", include_in_schema=False)
+    async def style() -> Response:
+        return Response(DESK["desk.css"], media_type="text/css", headers=headers)
 
     return router

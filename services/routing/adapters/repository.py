@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from services.routing.domain.model import RoutingRules
-from services.routing.domain.referral import Referral, StatusChange
+from services.routing.domain.referral import Listing, Referral, StatusChange
 from shared import reference
 from shared.events.catalog import HelpRequestRouted
 from shared.unit_of_work import UnitOfWork
@@ -225,6 +225,27 @@ class Referrals:
             referral.overdue_notified,
             _history(referral),
         )
+
+    async def of_organisation(self, agency: str, listing: Listing) -> list[Referral]:
+        """The organisation's referrals, newest first (index referrals_agency_sent_at);
+        `listing.after` is the (sent_at, referral_id) of the last item seen."""
+        where, args = ["agency = $1"], [agency]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if listing.statuses:
+            where.append(f"status = ANY({arg(list(listing.statuses))}::text[])")
+        if listing.after:
+            at, last_id = listing.after
+            where.append(f"(sent_at, referral_id) < ({arg(at)}, {arg(last_id)})")
+        rows = await self.db.fetch(
+            f"""SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE {" AND ".join(where)}
+                ORDER BY sent_at DESC, referral_id DESC LIMIT {arg(listing.limit)}""",
+            *args,
+        )
+        return [_referral(r) for r in rows]
 
     async def record_read(self, referral_id: str, *, at: datetime, organisation: str, credential_id: str) -> None:
         await self.db.fetch(

@@ -24,6 +24,13 @@ _ACTIVE = {
     "needs_client_action": _REPORTED - {"needs_client_action", "no_capacity"},
 }
 ALLOWED: dict[str, set[str]] = {**_ACTIVE, **_REOPENABLE}
+# Still expected of the receiving organisation: what its inbox lists by default.
+OPEN: tuple[str, ...] = ("sent", "accepted", "needs_client_action")
+
+
+def allowed_after(status: str) -> list[str]:
+    """The statuses a referral in `status` may move to, in the catalogue's order."""
+    return [s for s in get_args(ReferralStatus) if s in ALLOWED.get(status, set())]
 
 
 class InvalidTransition(Exception):
@@ -96,8 +103,26 @@ class Referral:
             and now >= self.due_at
         )
 
+    def past_due(self, now: datetime) -> bool:
+        """On the clock (not paused, not closed) and past its deadline, reported or not."""
+        return self.paused_at is None and self.due_at is not None and not is_closed(self.status) and now >= self.due_at
+
+    @property
+    def allowed_statuses(self) -> list[str]:
+        """What the organisation may report next."""
+        return allowed_after(self.status)
+
     def mark_overdue_notified(self) -> "Referral":
         return replace(self, overdue_notified=True)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Which of an organisation's referrals to list, newest first, one page at a time."""
+
+    limit: int = 20
+    statuses: tuple[str, ...] = ()  # empty: every status
+    after: tuple[datetime, str] | None = None  # (sent_at, referral_id) of the last item of the previous page
 
 
 def response_time(hours: int | None, default: timedelta) -> timedelta:
