@@ -50,7 +50,12 @@ async def check_accessibility(page: Any, state: str) -> None:
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTEFACTS / f"{state}.png"), full_page=True)
     results = await Axe().run(page)
-    violations = [v for v in results.response["violations"] if v["impact"] in SERIOUS]
+    found = results.response["violations"]
+    by_impact = {impact: sum(v["impact"] == impact for v in found) for impact in ("minor", "moderate", *SERIOUS)}
+    line = f"{state}: {len(results.response['passes'])} rules passed, violations by impact {by_impact}"
+    with (ARTEFACTS / "axe.txt").open("a") as record:  # the figures per page, kept with the screenshots
+        record.write(line + "\n")
+    violations = [v for v in found if v["impact"] in SERIOUS]
     summary = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]]) for v in violations]
     assert not violations, f"{state}: axe-core found {summary}"
 
