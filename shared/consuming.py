@@ -36,7 +36,7 @@ from shared.events.catalog import EVENT_TYPES, EventData, data_model, dlq_topic
 from shared.events.envelope import CloudEvent, InvalidEvent, parse_event
 from shared.failures import is_transient
 from shared.logging import bound_context, get_logger
-from shared.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_RETRIED, record_lag, type_name
+from shared.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_RETRIED, type_name
 from shared.privacy import contains_bsn
 from shared.tracing import consuming, folding
 from shared.unit_of_work import UnitOfWork
@@ -209,7 +209,7 @@ class EventConsumer:
             raise
         finally:
             self._busy.discard(consumer)
-        record_lag(msg.consumer, msg.raw_message)
+        CONSUMER_LAG.handled(msg.consumer, msg.raw_message)
         offsets = self._uncommitted.setdefault(consumer, (msg.consumer, {}))[1]
         for record in msg.raw_message:
             tp = TopicPartition(record.topic, record.partition)

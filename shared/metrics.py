@@ -5,12 +5,15 @@ the process's CPU and memory. Labels are bounded: route templates, topics, event
 never ids or anything a caller typed."""
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from aiokafka import TopicPartition
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_DURATION = Histogram(
@@ -35,11 +38,6 @@ EVENTS_RETRIED = Counter(
 EVENTS_DEAD_LETTERED = Counter(
     "ido_events_dead_lettered_total", "Records parked on <topic>.dlq, by original topic and type", ["topic", "type"]
 )
-CONSUMER_LAG = Gauge(
-    "ido_consumer_lag_messages",
-    "Records on a partition after the last one this instance handled (the broker's high watermark)",
-    ["topic", "partition"],
-)
 OUTBOX_PENDING = Gauge("ido_outbox_pending_rows", "Events committed to the outbox and not yet published")
 OUTBOX_OLDEST_AGE = Gauge("ido_outbox_oldest_age_seconds", "Age of the oldest event waiting in the outbox")
 DB_POOL_IN_USE = Gauge("ido_db_pool_connections_in_use", "Database connections lent out of the pool")
@@ -52,16 +50,37 @@ def type_name(event_type: str | None) -> str:
     return (event_type or "unknown").rsplit(".", 1)[-1][:80]
 
 
-def record_lag(consumer: Any, records: Any) -> None:
-    """After a batch: for each partition in it, how far the broker's end is ahead of it."""
-    last: dict[TopicPartition, int] = {}
-    for record in records:
-        tp = TopicPartition(record.topic, record.partition)
-        last[tp] = max(last.get(tp, -1), record.offset)
-    for tp, offset in last.items():
-        end = consumer.highwater(tp)
-        if end is not None:
-            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - offset - 1))
+class ConsumerLag(Collector):
+    """`ido_consumer_lag_messages{topic,partition}`: for each partition assigned to this
+    instance now, the records on the broker after the last one it handled (read at scrape time,
+    so a partition that moved to another instance in a rebalance drops out here)."""
+
+    def __init__(self) -> None:
+        self._consumers: dict[int, tuple[Any, dict[TopicPartition, int]]] = {}
+
+    def handled(self, consumer: Any, records: Any) -> None:
+        """After a batch: the next offset of each of its partitions."""
+        _, handled = self._consumers.setdefault(id(consumer), (consumer, {}))
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            handled[tp] = max(handled.get(tp, 0), record.offset + 1)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily(
+            "ido_consumer_lag_messages",
+            "Records on a partition after the last one this instance handled (the broker's high watermark)",
+            labels=["topic", "partition"],
+        )
+        for consumer, handled in list(self._consumers.values()):
+            for tp in consumer.assignment():
+                end = consumer.highwater(tp)
+                if end is not None and tp in handled:
+                    lag.add_metric([tp.topic, str(tp.partition)], max(0, end - handled[tp]))
+        yield lag
+
+
+CONSUMER_LAG = ConsumerLag()
+REGISTRY.register(CONSUMER_LAG)
 
 
 class RequestMetrics:

@@ -1,12 +1,15 @@
 """The metrics' labels stay bounded: route templates, not paths; event types from the catalog,
 not whatever a broken record claims."""
 
+from types import SimpleNamespace
+
 import httpx
+from aiokafka import TopicPartition
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from shared.consuming import _type_of
-from shared.metrics import RequestMetrics, type_name
+from shared.metrics import ConsumerLag, RequestMetrics, type_name
 
 
 def requests_counted(**labels: str) -> float:
@@ -39,3 +42,24 @@ def test_a_dead_lettered_record_is_labelled_by_a_known_type_or_unknown():
     assert type_name(_type_of(b'{"type": "nl.ido.Anything' + b"x" * 500 + b'"}')) == "unknown"
     assert type_name(_type_of(b"\xff not json")) == "unknown"
     assert type_name(_type_of(b"[1, 2]")) == "unknown"
+
+
+class FakeConsumer:
+    def __init__(self, assigned: dict[tuple[str, int], int]) -> None:
+        self.ends = {TopicPartition(t, p): end for (t, p), end in assigned.items()}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.ends)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.ends.get(tp)
+
+
+def test_lag_is_read_per_assigned_partition_and_a_revoked_one_drops_out():
+    lag = ConsumerLag()
+    consumer = FakeConsumer({("t", 0): 10, ("t", 1): 5})
+    records = [SimpleNamespace(topic="t", partition=0, offset=3), SimpleNamespace(topic="t", partition=1, offset=4)]
+    lag.handled(consumer, records)
+    assert {tuple(s.labels.values()): s.value for s in next(lag.collect()).samples} == {("t", "0"): 6, ("t", "1"): 0}
+    del consumer.ends[TopicPartition("t", 0)]  # a rebalance gave partition 0 to another instance
+    assert {tuple(s.labels.values()): s.value for s in next(lag.collect()).samples} == {("t", "1"): 0}
