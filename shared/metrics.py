@@ -65,12 +65,19 @@ class ConsumerLag(Collector):
             tp = TopicPartition(record.topic, record.partition)
             handled[tp] = max(handled.get(tp, 0), record.offset + 1)
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        lag = GaugeMetricFamily(
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
             "ido_consumer_lag_messages",
             "Records on a partition after the last one this instance handled (the broker's high watermark)",
             labels=["topic", "partition"],
         )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = self._family()
         for consumer, handled in list(self._consumers.values()):
             for tp in consumer.assignment():
                 end = consumer.highwater(tp)

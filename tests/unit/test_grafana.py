@@ -38,7 +38,7 @@ def exposed_names() -> set[str]:
     """Every sample name shared/metrics.py's collectors can expose, and the process_* defaults."""
     names = set()
     for collector in vars(metrics).values():
-        if isinstance(collector, MetricWrapperBase):
+        if isinstance(collector, MetricWrapperBase | metrics.ConsumerLag):
             for family in collector.describe():
                 names |= {family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type]}
     process = {s.name for f in REGISTRY.collect() if f.name.startswith("process_") for s in f.samples}
