@@ -209,11 +209,14 @@ class EventConsumer:
             raise
         finally:
             self._busy.discard(consumer)
-        CONSUMER_LAG.handled(msg.consumer, msg.raw_message)
-        offsets = self._uncommitted.setdefault(consumer, (msg.consumer, {}))[1]
+        handled: dict[TopicPartition, int] = {}  # the next offset of each partition of the batch
         for record in msg.raw_message:
             tp = TopicPartition(record.topic, record.partition)
-            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+            handled[tp] = max(handled.get(tp, 0), record.offset + 1)
+        CONSUMER_LAG.handled(msg.consumer, handled)
+        uncommitted = self._uncommitted.setdefault(consumer, (msg.consumer, {}))[1]
+        for tp, offset in handled.items():
+            uncommitted[tp] = max(uncommitted.get(tp, 0), offset)
         now = asyncio.get_running_loop().time()
         if self.closing or now - self._committed_at.get(consumer, float("-inf")) >= self.commit_seconds:
             await self._commit(consumer)

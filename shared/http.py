@@ -2,10 +2,12 @@
 invalid field, an `API-Version` header, a body size limit, bearer credentials, and the
 /healthz and /readyz endpoints."""
 
+import base64
 import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -440,3 +442,17 @@ def health_router(readiness: Mapping[str, Callable[[], Awaitable[bool]]]) -> API
         )
 
     return router
+
+
+def next_page(at: datetime, last_id: str) -> str:
+    """An opaque, URL-safe cursor for a list ordered by (time, id): where the next page starts."""
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{last_id}".encode()).decode()
+
+
+def page_after(after: str) -> tuple[datetime, str]:
+    """The (time, id) a cursor of `next_page` names; a 422 on the `after` parameter otherwise."""
+    try:
+        at, last_id = base64.urlsafe_b64decode(after.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(at), last_id
+    except ValueError:
+        raise invalid_field("after", "not a cursor: use the `next` of the previous page") from None

@@ -58,12 +58,11 @@ class ConsumerLag(Collector):
     def __init__(self) -> None:
         self._consumers: dict[int, tuple[Any, dict[TopicPartition, int]]] = {}
 
-    def handled(self, consumer: Any, records: Any) -> None:
+    def handled(self, consumer: Any, offsets: dict[TopicPartition, int]) -> None:
         """After a batch: the next offset of each of its partitions."""
         _, handled = self._consumers.setdefault(id(consumer), (consumer, {}))
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            handled[tp] = max(handled.get(tp, 0), record.offset + 1)
+        for tp, offset in offsets.items():
+            handled[tp] = max(handled.get(tp, 0), offset)
 
     @staticmethod
     def _family() -> GaugeMetricFamily:
@@ -90,6 +89,25 @@ CONSUMER_LAG = ConsumerLag()
 REGISTRY.register(CONSUMER_LAG)
 
 
+class ResponseStatus:
+    """An ASGI `send` that notes the response's status (500 while none started: a crash)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 500
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+
+def route_template(scope: Scope) -> str | None:
+    """The matched route's template (`/v1/referrals/{referral_id}`), never the raw path (which
+    may carry ids); known once routing ran."""
+    return getattr(scope.get("route"), "path", None)
+
+
 class RequestMetrics:
     """ASGI middleware, outermost: times every request and labels it with its route template
     (`/v1/referrals/{referral_id}`), known only once routing ran; unmatched paths share one label."""
@@ -101,19 +119,12 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status = time.perf_counter(), 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        started, response = time.perf_counter(), ResponseStatus(send)
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, response.send)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            HTTP_DURATION.labels(scope["method"], route, str(status)).observe(time.perf_counter() - started)
+            route = route_template(scope) or "unmatched"
+            HTTP_DURATION.labels(scope["method"], route, str(response.status)).observe(time.perf_counter() - started)
 
 
 def metrics_router() -> APIRouter:

@@ -21,7 +21,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shared.metrics import ResponseStatus, route_template
 
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 tracer = trace.get_tracer("ido")
@@ -126,19 +128,12 @@ class RequestTracing:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         parent = _parent(headers.get("traceparent"))
         with tracer.start_as_current_span(scope["method"], context=parent, kind=SpanKind.SERVER) as span:
-            status = 500
-
-            async def send_status(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
+            response = ResponseStatus(send)
             try:
-                await self.app(scope, receive, send_status)
+                await self.app(scope, receive, response.send)
             finally:
-                route = getattr(scope.get("route"), "path", None)
-                if route:
+                status = response.status
+                if route := route_template(scope):
                     span.update_name(f"{scope['method']} {route}")
                     span.set_attribute("http.route", route)
                 span.set_attribute("http.request.method", scope["method"])

@@ -1,8 +1,6 @@
 """The metrics' labels stay bounded: route templates, not paths; event types from the catalog,
 not whatever a broken record claims."""
 
-from types import SimpleNamespace
-
 import httpx
 from aiokafka import TopicPartition
 from fastapi import FastAPI
@@ -58,8 +56,7 @@ class FakeConsumer:
 def test_lag_is_read_per_assigned_partition_and_a_revoked_one_drops_out():
     lag = ConsumerLag()
     consumer = FakeConsumer({("t", 0): 10, ("t", 1): 5})
-    records = [SimpleNamespace(topic="t", partition=0, offset=3), SimpleNamespace(topic="t", partition=1, offset=4)]
-    lag.handled(consumer, records)
+    lag.handled(consumer, {TopicPartition("t", 0): 4, TopicPartition("t", 1): 5})
     assert {tuple(s.labels.values()): s.value for s in next(lag.collect()).samples} == {("t", "0"): 6, ("t", "1"): 0}
     del consumer.ends[TopicPartition("t", 0)]  # a rebalance gave partition 0 to another instance
     assert {tuple(s.labels.values()): s.value for s in next(lag.collect()).samples} == {("t", "1"): 0}

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from services.intake.entrypoints.http import desk_router
 from services.routing.entrypoints.http import inbox_router
+from shared import pages
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 
@@ -37,12 +38,16 @@ async def test_the_desk_is_served_in_dutch_with_its_own_script_and_the_courses_a
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy
         assert "connect-src 'self' https://courses.ido.test" in policy
         assert page.headers["cache-control"] == "no-store"
-        assert "<script>" not in page.text.replace('<script src="/desk/desk.js" defer></script>', "")
+        scripts = ['<script src="/desk/ido-page.js" defer></script>', '<script src="/desk/desk.js" defer></script>']
+        assert "<script>" not in page.text.replace(scripts[0], "").replace(scripts[1], "")
         assert "<style" not in page.text
         script = await http.get("/desk/desk.js")
         assert script.headers["content-type"].startswith("text/javascript")
         assert "localStorage" not in script.text, "nothing personal kept in the browser"
-        assert (await http.get("/desk/desk.css")).headers["content-type"].startswith("text/css")
+        assert (await http.get("/desk/ido-page.css")).headers["content-type"].startswith("text/css")
+        common = await http.get("/desk/ido-page.js")
+        assert "function containsBsn" in common.text and "localStorage" not in common.text
+        assert common.headers["content-security-policy"] == policy
     assert "/desk" not in json.dumps(app.openapi()), "not part of the API"
 
 
@@ -57,6 +62,8 @@ async def test_the_inbox_is_served_in_dutch_with_its_own_script():
         script = await http.get("/inbox/inbox.js")
         assert script.status_code == 200 and "localStorage" not in script.text
         assert (await http.get("/inbox/inbox.css")).status_code == 200
+        common = (pages.COMMON / "ido-page.js").read_text(encoding="utf-8")
+        assert (await http.get("/inbox/ido-page.js")).text == common, "the pages' one common script"
 
 
 def runtime_app(cors: str) -> FastAPI:

@@ -2,7 +2,6 @@
 
 import base64
 import html
-import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path as FilePath
@@ -10,7 +9,6 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from services.intake import handlers
@@ -21,9 +19,10 @@ from services.intake.domain.taxonomy import Theme, ThemeDefinition
 from shared import reference
 from shared.auth import Principal
 from shared.db import Database
-from shared.http import Problem, invalid_field, require_json
+from shared.http import Problem, invalid_field, next_page, page_after, require_json
 from shared.logging import bound_context, get_logger
 from shared.outbox import EventFactory
+from shared.pages import labels_attribute, page_router
 from shared.values import Timestamp
 
 log = get_logger(__name__)
@@ -60,19 +59,6 @@ def _library(principal: Principal) -> str:
     if principal.role != "library":
         raise Problem(403, "Only a library can register and read help requests")
     return principal.organisation
-
-
-def _next(last: HelpRequest) -> str:
-    """An opaque, URL-safe cursor: where the next page starts."""
-    return base64.urlsafe_b64encode(f"{last.registered_at.isoformat()}|{last.id}".encode()).decode()
-
-
-def _cursor(after: str) -> tuple[datetime, str]:
-    try:
-        at, last_id = base64.urlsafe_b64decode(after.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(at), last_id
-    except ValueError:
-        raise invalid_field("after", "not a cursor: use the `next` of the previous page") from None
 
 
 def build_router(
@@ -152,10 +138,10 @@ def build_router(
         after: Annotated[str | None, Query(max_length=200, description="the `next` of the previous page")] = None,
     ) -> HelpRequestPage:
         """The caller's own help requests, newest first, filtered and paginated."""
-        listing = Listing(limit, status, theme, registered_from, registered_to, _cursor(after) if after else None)
+        listing = Listing(limit, status, theme, registered_from, registered_to, page_after(after) if after else None)
         items = await repo.list(_library(caller), listing)
         last = items[-1] if len(items) == limit else None
-        return HelpRequestPage(items=items, next=_next(last) if last else None)
+        return HelpRequestPage(items=items, next=next_page(last.registered_at, last.id) if last else None)
 
     @router.delete("/help-requests/{request_id}/personal-data", response_model=HelpRequest, tags=["privacy"])
     async def erase(request_id: str, caller: Caller) -> HelpRequest:
@@ -240,17 +226,15 @@ def build_router(
 
 
 STATIC = FilePath(__file__).parent / "static"
-DESK = {name: (STATIC / name).read_text(encoding="utf-8") for name in ("desk.html", "desk.js", "desk.css")}
+DESK = (STATIC / "desk.html").read_text(encoding="utf-8")
 
 
 def desk_router(*, courses_url: str) -> APIRouter:
     """The desk page (in Dutch, for library staff): register a visit, follow its outcome. It
     holds no data: it calls this API (and courses', at `courses_url`) with the credential staff
     paste in, so it needs no authentication of its own."""
-    router = APIRouter()
     courses = courses_url.rstrip("/")
     parts = urlsplit(courses)
-    origin = f"{parts.scheme}://{parts.netloc}"
     # The Dutch names the outcome is shown with (organisations a partner added later: their code).
     labels = {
         "organisations": reference.AGENCIES,
@@ -258,31 +242,9 @@ def desk_router(*, courses_url: str) -> APIRouter:
         "outcomes": reference.OUTCOME_LABELS,
         "course_types": reference.COURSE_TYPE_LABELS,
     }
-    page = (
-        DESK["desk.html"]
-        .replace("__COURSES_URL__", html.escape(courses, quote=True))
-        .replace("__LABELS__", html.escape(json.dumps(labels, ensure_ascii=False), quote=True))
+    page = DESK.replace("__COURSES_URL__", html.escape(courses, quote=True)).replace(
+        "__LABELS__", labels_attribute(labels)
     )
-    # The page loads nothing but its own script and style and talks to intake and courses only.
-    headers = {
-        "Content-Security-Policy": (
-            f"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' {origin}; "
-            "img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
-        ),
-        "Cache-Control": "no-store",
-        "Referrer-Policy": "no-referrer",
-    }
-
-    @router.get("/desk", response_class=HTMLResponse, include_in_schema=False)
-    async def desk() -> HTMLResponse:
-        return HTMLResponse(page, headers=headers)
-
-    @router.get("/desk/desk.js", include_in_schema=False)
-    async def script() -> Response:
-        return Response(DESK["desk.js"], media_type="text/javascript", headers=headers)
-
-    @router.get("/desk/desk.css", include_in_schema=False)
-    async def style() -> Response:
-        return Response(DESK["desk.css"], media_type="text/css", headers=headers)
-
-    return router
+    # The page talks to intake and courses only.
+    connect_src = f"'self' {parts.scheme}://{parts.netloc}"
+    return page_router("desk", STATIC, page, title="balie", whose="uw bibliotheek", connect_src=connect_src)

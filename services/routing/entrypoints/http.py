@@ -1,9 +1,6 @@
 """Routing's HTTP API for agencies: the handover of a referral (the CloudEvent's dataref), the
 status reports that close the loop, and the list of their referrals (the inbox page reads it)."""
 
-import base64
-import html
-import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path as FilePath
@@ -11,7 +8,6 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.routing import handlers
@@ -21,8 +17,9 @@ from shared import reference
 from shared.auth import Principal
 from shared.db import Database
 from shared.events.catalog import ReferralStatus
-from shared.http import Problem, invalid_field
+from shared.http import Problem, invalid_field, next_page, page_after
 from shared.outbox import EventFactory
+from shared.pages import labels_attribute, page_router
 from shared.privacy import NoBsn
 
 HANDOVER_PATH = "/v1/referrals/{referral_id}"
@@ -36,8 +33,8 @@ class StatusChangeView(BaseModel):
     by: str
 
 
-class ReferralView(BaseModel):
-    """A referral as its receiving organisation sees it: the handover."""
+class ReferralSummary(BaseModel):
+    """What the ReferredToAgency event says of a referral, and where it stands: never personal data."""
 
     referral_id: str
     help_request_id: str
@@ -49,72 +46,40 @@ class ReferralView(BaseModel):
     status: str
     sent_at: datetime
     due_at: datetime | None
+    # The statuses the organisation may report next (the domain's rule, so no client repeats it).
+    allowed_statuses: list[str]
+
+
+class ReferralView(ReferralSummary):
+    """A referral as its receiving organisation sees it: the handover."""
+
     history: list[StatusChangeView]
     # Only in the handover: the visitor's contact details (with consent, per preference) and
     # the note of the referred question. None once the personal data is erased.
     contact: dict[str, str] | None = None
     note: str | None = None
-    # The statuses the organisation may report next (the domain's rule, so no client repeats it).
-    allowed_statuses: list[str]
 
     @classmethod
     def of(cls, referral: Referral, **personal: Any) -> "ReferralView":
         return cls.model_validate(referral, from_attributes=True).model_copy(update=personal)
 
 
-class ReferralItem(BaseModel):
-    """A referral in its organisation's list: what the event says, never personal data (no
-    contact, no note, no reasons: those are in the handover, whose every read is recorded)."""
+class ReferralItem(ReferralSummary):
+    """A referral in its organisation's list: no contact, no note, no reasons (those are in the
+    handover, whose every read is recorded)."""
 
-    referral_id: str
-    help_request_id: str
-    agency: str
-    library: str
-    theme: str
-    subtheme: str | None
-    contact_preference: str | None
-    status: str
-    sent_at: datetime
-    due_at: datetime | None
     paused: bool = Field(description="the service-level clock is paused: the visitor has to act")
     overdue: bool = Field(description="past its response time and still open")
-    allowed_statuses: list[str]
 
     @classmethod
     def of(cls, referral: Referral, now: datetime) -> "ReferralItem":
-        return cls(
-            referral_id=referral.referral_id,
-            help_request_id=referral.help_request_id,
-            agency=referral.agency,
-            library=referral.library,
-            theme=referral.theme,
-            subtheme=referral.subtheme,
-            contact_preference=referral.contact_preference,
-            status=referral.status,
-            sent_at=referral.sent_at,
-            due_at=referral.due_at,
-            paused=referral.paused_at is not None,
-            overdue=referral.past_due(now),
-            allowed_statuses=referral.allowed_statuses,
-        )
+        summary = ReferralSummary.model_validate(referral, from_attributes=True)
+        return cls(**summary.model_dump(), paused=referral.paused_at is not None, overdue=referral.past_due(now))
 
 
 class ReferralPage(BaseModel):
     items: list[ReferralItem]
     next: str | None
-
-
-def _next(last: Referral) -> str:
-    """An opaque, URL-safe cursor: where the next page starts."""
-    return base64.urlsafe_b64encode(f"{last.sent_at.isoformat()}|{last.referral_id}".encode()).decode()
-
-
-def _cursor(after: str) -> tuple[datetime, str]:
-    try:
-        at, last_id = base64.urlsafe_b64decode(after.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(at), last_id
-    except ValueError:
-        raise invalid_field("after", "not a cursor: use the `next` of the previous page") from None
 
 
 class StatusReport(BaseModel):
@@ -214,14 +179,17 @@ def build_router(
     ) -> ReferralPage:
         """The caller's own referrals (an agency's or a local partner's), newest first, with
         their service-level clock. No personal data: open one (the handover) for that."""
-        listing = Listing(limit, tuple(dict.fromkeys(status or ())), _cursor(after) if after else None)
+        listing = Listing(limit, tuple(dict.fromkeys(status or ())), page_after(after) if after else None)
         try:
             found = await handlers.list_referrals(listing, caller=caller, referrals=Referrals(db))
         except handlers.NotReceiving:
             raise Problem(403, "Only an agency or a partner has referrals to list") from None
         now = clock()
         last = found[-1] if len(found) == limit else None
-        return ReferralPage(items=[ReferralItem.of(r, now) for r in found], next=_next(last) if last else None)
+        return ReferralPage(
+            items=[ReferralItem.of(r, now) for r in found],
+            next=next_page(last.sent_at, last.referral_id) if last else None,
+        )
 
     @router.get(HANDOVER_PATH, response_model=ReferralView, tags=["referrals"])
     async def handover(referral_id: str, caller: Caller) -> ReferralView:
@@ -260,18 +228,12 @@ def build_router(
 
 
 STATIC = FilePath(__file__).parent / "static"
-INBOX = {name: (STATIC / name).read_text(encoding="utf-8") for name in ("inbox.html", "inbox.js", "inbox.css")}
-# The page loads nothing but its own script and style and talks to this service only.
-INBOX_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-    "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
-)
+INBOX = (STATIC / "inbox.html").read_text(encoding="utf-8")
 
 
 def inbox_router() -> APIRouter:
     """The inbox page (in Dutch, for staff of an agency or partner). It holds no data: it reads
     this API with the credential staff paste in, so it needs no authentication of its own."""
-    router = APIRouter()
     # The Dutch names the list is shown with (a theme or partner added later: its code).
     labels = {
         "themes": {code: theme.label for code, theme in reference.THEMES.items()},
@@ -279,19 +241,5 @@ def inbox_router() -> APIRouter:
         "organisations": reference.AGENCIES,
         "statuses": reference.REFERRAL_STATUS_LABELS,
     }
-    page = INBOX["inbox.html"].replace("__LABELS__", html.escape(json.dumps(labels, ensure_ascii=False), quote=True))
-    headers = {"Content-Security-Policy": INBOX_POLICY, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-
-    @router.get("/inbox", response_class=HTMLResponse, include_in_schema=False)
-    async def inbox() -> HTMLResponse:
-        return HTMLResponse(page, headers=headers)
-
-    @router.get("/inbox/inbox.js", include_in_schema=False)
-    async def script() -> Response:
-        return Response(INBOX["inbox.js"], media_type="text/javascript", headers=headers)
-
-    @router.get("/inbox/inbox.css", include_in_schema=False)
-    async def style() -> Response:
-        return Response(INBOX["inbox.css"], media_type="text/css", headers=headers)
-
-    return router
+    page = INBOX.replace("__LABELS__", labels_attribute(labels))
+    return page_router("inbox", STATIC, page, title="doorverwijzingen", whose="uw organisatie")

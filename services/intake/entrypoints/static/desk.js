@@ -4,14 +4,11 @@
 // saving, and the visitor's contact details stay in memory only while the outcome is shown.
 "use strict";
 
-const CREDENTIAL = "ido-desk-credential";
 const COURSES = document.body.dataset.coursesUrl;
-const LABELS = JSON.parse(document.body.dataset.labels || "{}");
 const FINISHED = new Set(["routed", "referred", "closed"]);
 const VISIT_STATUS = { received: "Ontvangen", routed: "Afgehandeld", referred: "Doorverwezen", closed: "Afgesloten" };
 const MAX_QUESTIONS = 10;
 
-const $ = (id) => document.getElementById(id);
 let themes = []; // [{category, theme, subtheme, label, search}]
 let chosen = []; // the questions picked, in order
 let active = -1; // the highlighted option
@@ -21,26 +18,6 @@ let pollTimer = null;
 let listTimer = null;
 
 // -- small helpers ---------------------------------------------------------------------------
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === false || v === null || v === undefined) continue;
-    if (k === "text") node.textContent = v;
-    else node.setAttribute(k, v === true ? "" : v);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
-
-function label(kind, code) {
-  return (LABELS[kind] || {})[code] || code;
-}
-
-function humanize(slug) {
-  const text = slug.replace(/-/g, " ");
-  return text.charAt(0).toUpperCase() + text.slice(1);
-}
 
 function fold(text) {
   return text.normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase();
@@ -54,75 +31,7 @@ function day(iso) {
   return new Date(iso).toLocaleString("nl-NL", { weekday: "long", day: "numeric", month: "long", hour: "2-digit", minute: "2-digit" });
 }
 
-function credential() {
-  return sessionStorage.getItem(CREDENTIAL);
-}
-
-function status(text) {
-  $("page-status").textContent = text;
-}
-
-// -- the BSN check: the same rule as shared/privacy.py (nine digits passing the elfproef) ---
-
-const BSN_CANDIDATE = /(?<!\d)(?=(\d(?:[ .-]?\d){8}(?!\d)))/g;
-
-function passesElfproef(digits) {
-  if (digits.length !== 9 || digits === "000000000") return false;
-  let total = 0;
-  for (let i = 0; i < 8; i++) total += Number(digits[i]) * (9 - i);
-  return (total - Number(digits[8])) % 11 === 0;
-}
-
-function containsBsn(text) {
-  for (const match of text.matchAll(BSN_CANDIDATE)) {
-    if (passesElfproef(match[1].replace(/\D/g, ""))) return true;
-  }
-  return false;
-}
-
-// -- talking to the APIs ---------------------------------------------------------------------
-
-class SignedOut extends Error {}
-
-async function api(method, url, body, headers = {}) {
-  const token = credential();
-  if (!token) throw new SignedOut();
-  const init = { method, headers: { Authorization: `Bearer ${token}`, ...headers }, cache: "no-store" };
-  if (body !== undefined) {
-    init.body = JSON.stringify(body);
-    init.headers["Content-Type"] = "application/json";
-  }
-  const answer = await fetch(url, init);
-  const text = await answer.text();
-  let data = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch {
-    data = null;
-  }
-  if (answer.status === 401) {
-    signOut("Uw sleutel wordt niet (meer) geaccepteerd. Meld u opnieuw aan.");
-    throw new SignedOut();
-  }
-  return { status: answer.status, ok: answer.ok, data };
-}
-
-function problemText(answer) {
-  if (answer.status === 429 || answer.status === 503) return "De dienst is even niet beschikbaar. Probeer het zo opnieuw.";
-  if (answer.status === 403) return "Deze sleutel mag dit niet.";
-  return (answer.data && (answer.data.detail || answer.data.title)) || `Onverwacht antwoord (${answer.status}).`;
-}
-
 // -- sign in and out -------------------------------------------------------------------------
-
-function claims(token) {
-  try {
-    return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-  } catch {
-    return {};
-  }
-}
-
 async function signIn(token, { announce }) {
   sessionStorage.setItem(CREDENTIAL, token);
   let answer;
@@ -161,8 +70,7 @@ async function signIn(token, { announce }) {
   return true;
 }
 
-function signOut(message) {
-  sessionStorage.removeItem(CREDENTIAL);
+clearPage = () => {
   clearInterval(listTimer);
   clearTimeout(pollTimer);
   lastVisit = null;
@@ -171,25 +79,7 @@ function signOut(message) {
   $("advice").replaceChildren();
   $("outcome-section").hidden = true;
   $("today").tBodies[0].replaceChildren();
-  $("session").hidden = true;
-  $("desk").hidden = true;
-  $("sign-in-section").hidden = false;
-  status(message || "U bent afgemeld.");
-  $("credential").focus();
-}
-
-$("sign-in").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const token = $("credential").value.trim();
-  if (!token) {
-    status("Plak eerst de sleutel van uw bibliotheek.");
-    $("credential").focus();
-    return;
-  }
-  await signIn(token, { announce: true });
-});
-
-$("sign-out").addEventListener("click", () => signOut());
+};
 
 // -- the question picker: a combobox over the theme taxonomy ------------------------------------
 
@@ -724,5 +614,4 @@ $("refresh").addEventListener("click", refreshToday);
 
 // -- start ------------------------------------------------------------------------------------
 
-if (credential()) signIn(credential(), { announce: false });
-else $("sign-in-section").hidden = false;
+wireSignIn(signIn, "uw bibliotheek");

@@ -3,36 +3,13 @@
 // lives in this tab's sessionStorage; the visitor's details are shown, never stored.
 "use strict";
 
-const CREDENTIAL = "ido-inbox-credential";
-const LABELS = JSON.parse(document.body.dataset.labels || "{}");
 const OPEN = ["sent", "accepted", "needs_client_action"];
 const PREFERENCE = { phone: "Telefoon", email: "E-mail", do_not_contact: "Geen contact gewenst" };
 
-const $ = (id) => document.getElementById(id);
 let items = [];
 let next = null;
 let opened = null; // the referral shown, with its handover
 let opener = null; // the button that opened it, to return focus to
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === false || v === null || v === undefined) continue;
-    if (k === "text") node.textContent = v;
-    else node.setAttribute(k, v === true ? "" : v);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
-
-function label(kind, code) {
-  return (LABELS[kind] || {})[code] || code;
-}
-
-function humanize(slug) {
-  const text = slug.replace(/-/g, " ");
-  return text.charAt(0).toUpperCase() + text.slice(1);
-}
 
 function themeOf(r) {
   return r.subtheme ? `${label("themes", r.theme)} – ${humanize(r.subtheme)}` : label("themes", r.theme);
@@ -42,67 +19,7 @@ function when(iso) {
   return new Date(iso).toLocaleString("nl-NL", { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
 }
 
-function status(text) {
-  $("page-status").textContent = text;
-}
-
-// -- the BSN check: the same rule as shared/privacy.py (nine digits passing the elfproef) ---
-
-const BSN_CANDIDATE = /(?<!\d)(?=(\d(?:[ .-]?\d){8}(?!\d)))/g;
-
-function containsBsn(text) {
-  for (const match of text.matchAll(BSN_CANDIDATE)) {
-    const digits = match[1].replace(/\D/g, "");
-    if (digits === "000000000") continue;
-    let total = 0;
-    for (let i = 0; i < 8; i++) total += Number(digits[i]) * (9 - i);
-    if ((total - Number(digits[8])) % 11 === 0) return true;
-  }
-  return false;
-}
-
-// -- the API ----------------------------------------------------------------------------------
-
-class SignedOut extends Error {}
-
-async function api(method, url, body) {
-  const token = sessionStorage.getItem(CREDENTIAL);
-  if (!token) throw new SignedOut();
-  const init = { method, headers: { Authorization: `Bearer ${token}` }, cache: "no-store" };
-  if (body !== undefined) {
-    init.body = JSON.stringify(body);
-    init.headers["Content-Type"] = "application/json";
-  }
-  const answer = await fetch(url, init);
-  const text = await answer.text();
-  let data = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch {
-    data = null;
-  }
-  if (answer.status === 401) {
-    signOut("Uw sleutel wordt niet (meer) geaccepteerd. Meld u opnieuw aan.");
-    throw new SignedOut();
-  }
-  return { status: answer.status, ok: answer.ok, data };
-}
-
-function problemText(answer) {
-  if (answer.status === 429 || answer.status === 503) return "De dienst is even niet beschikbaar. Probeer het zo opnieuw.";
-  return (answer.data && (answer.data.detail || answer.data.title)) || `Onverwacht antwoord (${answer.status}).`;
-}
-
 // -- sign in and out -------------------------------------------------------------------------
-
-function claims(token) {
-  try {
-    return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-  } catch {
-    return {};
-  }
-}
-
 async function signIn(token, { announce }) {
   sessionStorage.setItem(CREDENTIAL, token);
   let answer;
@@ -128,31 +45,12 @@ async function signIn(token, { announce }) {
   }
 }
 
-function signOut(message) {
-  sessionStorage.removeItem(CREDENTIAL);
+clearPage = () => {
   closeHandover(false);
   items = [];
   next = null;
   $("referrals").tBodies[0].replaceChildren();
-  $("session").hidden = true;
-  $("inbox").hidden = true;
-  $("sign-in-section").hidden = false;
-  status(message || "U bent afgemeld.");
-  $("credential").focus();
-}
-
-$("sign-in").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const token = $("credential").value.trim();
-  if (!token) {
-    status("Plak eerst de sleutel van uw organisatie.");
-    $("credential").focus();
-    return;
-  }
-  await signIn(token, { announce: true });
-});
-
-$("sign-out").addEventListener("click", () => signOut());
+};
 
 // -- the list: late first (earliest deadline first), then the newest ---------------------------
 
@@ -343,4 +241,4 @@ $("report").addEventListener("submit", async (event) => {
 
 // -- start ------------------------------------------------------------------------------------
 
-if (sessionStorage.getItem(CREDENTIAL)) signIn(sessionStorage.getItem(CREDENTIAL), { announce: false });
+wireSignIn(signIn, "uw organisatie");
